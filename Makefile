@@ -1,0 +1,35 @@
+# User interface of the toolkit; see README.md. Every target builds .venv first if needed.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format compare demo clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+compare: $(STAMP)
+	$(PY) -m analysis.compare
+
+demo: $(STAMP)
+	$(PY) -m analysis.demo
+
+clean:
+	rm -rf results figures .pytest_cache .ruff_cache

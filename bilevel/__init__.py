@@ -1,0 +1,26 @@
+"""Bilevel core: one problem, interchangeable hypergradient estimators.
+
+from bilevel import BilevelProblem, hypergradient
+problem = BilevelProblem(model, inner_loss, outer_loss, lr=0.1, steps=1)
+grads = hypergradient(problem, hparams, estimator="forward")
+"""
+
+from .estimators import ESTIMATORS, EXACT
+from .functional import Evaluator, frozen_norm_stats
+from .hypergrad import hypergradient
+from .losses import ImputedTargets, per_sample_loss
+from .problem import BilevelProblem
+from .sgd import SGDConfig, sgd_step
+
+__all__ = [
+    "ESTIMATORS",
+    "EXACT",
+    "BilevelProblem",
+    "Evaluator",
+    "ImputedTargets",
+    "SGDConfig",
+    "frozen_norm_stats",
+    "hypergradient",
+    "per_sample_loss",
+    "sgd_step",
+]

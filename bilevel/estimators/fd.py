@@ -1,0 +1,38 @@
+"""`fd`: first-order central difference (DARTS; Meta-Gradient SSL Eq. 10).
+
+    dG/dλ ≈ −α [∇_λ L_in(θ₀ + εw, λ) − ∇_λ L_in(θ₀ − εw, λ)] / 2ε,   ε = r / ‖w‖
+
+with w = c·v, v = ∇_θ G(θ₁) and c the momentum coefficient of the first step (c = 1 for plain
+SGD). The error is O(ε²); the two perturbed evaluations see the same batch and dropout masks.
+Only forward passes at θ₀ ± εw are needed (λ enters after the network in typical SSL losses).
+
+`lookahead=False` takes v = ∇_θ G(θ₀) instead of ∇_θ G(θ₁): the further approximation of the
+Meta-Gradient paper (its Eq. 7-9 evaluate the labeled-loss gradient at θ_t), which skips the
+virtual step altogether. It is not the derivative of G(θ₁); use it to reproduce the paper.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..functional import Evaluator, axpy, norm
+from ..problem import BilevelProblem
+
+
+def fd(
+    problem: BilevelProblem, hparams: dict[str, Tensor], *, r: float = 0.01, lookahead: bool = True
+) -> dict[str, Tensor]:
+    if not r > 0:
+        raise ValueError(f"fd: r must be > 0, got {r}")
+    with Evaluator(problem) as ev:
+        theta0 = problem.params()
+        theta1 = ev.first_step(hparams) if lookahead else theta0
+        w = ev.step_direction(ev.outer_grad(theta1))
+        size = float(norm(w))
+        if size == 0.0:
+            return {k: v.detach().new_zeros(v.shape) for k, v in hparams.items()}
+        eps = r / size
+        plus = ev.hparam_grad(axpy(theta0, eps, w), hparams)
+        minus = ev.hparam_grad(axpy(theta0, -eps, w), hparams)
+    scale = -problem.lr / (2.0 * eps)
+    return {k: scale * (plus[k] - minus[k]) for k in hparams}

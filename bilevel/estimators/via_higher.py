@@ -1,0 +1,42 @@
+"""`higher`: exact hypergradient by reverse mode through `higher`'s differentiable SGD.
+
+The reference implementation most meta-learning code uses: `higher.innerloop_ctx` patches the
+model into a functional one and unrolls `torch.optim.SGD` (momentum, nesterov, weight decay and
+the real optimizer's momentum buffers included) with the graph kept for the outer backward.
+"""
+
+from __future__ import annotations
+
+import higher
+import torch
+from torch import Tensor
+
+from ..functional import Evaluator, grad_dict
+from ..problem import BilevelProblem
+
+
+def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+    named = [(n, p) for n, p in problem.model.named_parameters() if p.requires_grad]
+    cfg = problem.sgd
+    opt = torch.optim.SGD(
+        [p for _, p in named],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        dampening=cfg.dampening,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+    )
+    for n, p in named:
+        if n in problem.momentum_buffers:
+            opt.state[p]["momentum_buffer"] = problem.momentum_buffers[n].detach().clone()
+    with (
+        Evaluator(problem) as ev,
+        higher.innerloop_ctx(
+            problem.model, opt, copy_initial_weights=True, track_higher_grads=True
+        ) as (fmodel, diffopt),
+    ):
+        for _ in range(problem.steps):
+            ev.replay_rng()
+            diffopt.step(problem.inner_loss(fmodel, hparams))
+        ev.replay_rng()
+        return grad_dict(problem.outer_loss(fmodel), hparams)

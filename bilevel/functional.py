@@ -1,0 +1,159 @@
+"""Evaluating a problem's losses at arbitrary parameters, without touching the model.
+
+Every estimator works inside one `Evaluator` context, which fixes the rules of DESIGN.md:
+
+* Parameters: the model's parameters are never written; virtual parameters are passed to
+  `torch.func.functional_call`.
+* BatchNorm: the model's current mode is used for every evaluation, inner and outer. In train
+  mode BatchNorm normalises with batch statistics, in eval mode with running statistics; in
+  both, running statistics and `num_batches_tracked` are frozen for the duration of the call
+  (``track_running_stats`` is switched off and restored on exit). This is the one choice for
+  all estimators. (Methods that want the Meta-Gradient authors' eval-mode meta step call
+  `model.eval()` before the estimator.) Other modules that write buffers in `forward` are
+  not supported.
+* Randomness: every loss evaluation starts from the random state at the time the context was
+  entered, so perturbed evaluations (θ ± εv) and all estimators see the same dropout masks;
+  the global random state is restored on exit.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Self
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .problem import BilevelProblem, ModelFn
+from .sgd import Params, sgd_step
+
+
+@contextmanager
+def frozen_norm_stats(model: nn.Module):
+    """Switch off running-statistics updates of every BatchNorm layer; restore on exit."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.track_running_stats for m in layers]
+    try:
+        for m in layers:
+            m.track_running_stats = False
+        yield
+    finally:
+        for m, flag in zip(layers, saved, strict=True):
+            m.track_running_stats = flag
+
+
+class Evaluator:
+    """Losses and gradients of a `BilevelProblem` at given parameters (see module docstring)."""
+
+    def __init__(self, problem: BilevelProblem) -> None:
+        self.problem = problem
+        self.model = problem.model
+        self.device = next(iter(problem.params().values())).device
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Self:
+        devices = [self.device] if self.device.type == "cuda" else []
+        self._stack.enter_context(torch.random.fork_rng(devices=devices))
+        self._stack.enter_context(frozen_norm_stats(self.model))
+        self._cpu_state = torch.get_rng_state()
+        self._cuda_state = torch.cuda.get_rng_state(self.device) if devices else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def replay_rng(self) -> None:
+        """Reset the random state to the one at entry (same dropout masks every evaluation)."""
+        torch.set_rng_state(self._cpu_state)
+        if self._cuda_state is not None:
+            torch.cuda.set_rng_state(self._cuda_state, self.device)
+
+    # -- the model function and the two losses -------------------------------------------------
+    def f(self, params: Params) -> ModelFn:
+        """The model evaluated at `params` (trainable parameters; the rest come from the model)."""
+        return lambda x: functional_call(self.model, params, (x,))
+
+    def inner(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
+        self.replay_rng()
+        return _scalar(self.problem.inner_loss(self.f(params), hparams), "inner_loss")
+
+    def outer(self, params: Params) -> Tensor:
+        self.replay_rng()
+        return _scalar(self.problem.outer_loss(self.f(params)), "outer_loss")
+
+    # -- gradients (graph-free unless asked) ---------------------------------------------------
+    def inner_grad(self, params: Params, hparams: dict[str, Tensor]) -> Params:
+        """∇_θ L_in(θ, λ) at `params`, with λ treated as a constant."""
+        leaves = _leaves(params)
+        const = {k: v.detach() for k, v in hparams.items()}
+        return grad_dict(self.inner(leaves, const), leaves)
+
+    def outer_grad(self, params: Params) -> Params:
+        """v = ∇_θ G(θ) at `params`."""
+        leaves = _leaves(params)
+        return grad_dict(self.outer(leaves), leaves)
+
+    def hparam_grad(self, params: Params, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        """∇_λ L_in(θ, λ) at fixed θ = `params` (no graph through the network's weights)."""
+        return grad_dict(self.inner(_detached(params), hparams), hparams)
+
+    def step(self, params: Params, grads: Params, buffers: Params) -> tuple[Params, Params]:
+        return sgd_step(params, grads, buffers, self.problem.sgd)
+
+    def first_step(self, hparams: dict[str, Tensor]) -> Params:
+        """θ₁ = one real optimizer step from θ₀ on L_in (no graph)."""
+        theta0 = self.problem.params()
+        grads = self.inner_grad(theta0, hparams)
+        theta1, _ = self.step(theta0, grads, self.problem.momentum_buffers)
+        return {k: v.detach() for k, v in theta1.items()}
+
+    def step_direction(self, v: Params) -> Params:
+        """w with ∂θ₁/∂λ·v = −lr·∂/∂λ⟨∇_θ L_in, w⟩: v scaled per parameter by the coefficient of
+        the gradient in the first optimizer step (momentum, nesterov, dampening, buffers)."""
+        cfg, bufs = self.problem.sgd, self.problem.momentum_buffers
+        return {n: cfg.first_step_scale(n in bufs) * t for n, t in v.items()}
+
+
+# -- small helpers on dicts of tensors ------------------------------------------------------------
+def grad_dict(
+    loss: Tensor, wrt: dict[str, Tensor], create_graph: bool = False
+) -> dict[str, Tensor]:
+    """∂loss/∂wrt as a dict; entries the loss does not depend on are zeros (never None)."""
+    if not loss.requires_grad:
+        return {k: torch.zeros_like(v) for k, v in wrt.items()}
+    grads = torch.autograd.grad(
+        loss, list(wrt.values()), create_graph=create_graph, allow_unused=True
+    )
+    return {
+        k: torch.zeros_like(v) if g is None else g
+        for (k, v), g in zip(wrt.items(), grads, strict=True)
+    }
+
+
+def dot(a: Params, b: Params) -> Tensor:
+    return sum((a[k] * b[k]).sum() for k in a)
+
+
+def norm(a: Params) -> Tensor:
+    return dot(a, a).sqrt()
+
+
+def axpy(x: Params, alpha: float, y: Params) -> Params:
+    """x + α·y."""
+    return {k: x[k] + alpha * y[k] for k in x}
+
+
+def _leaves(params: Params) -> Params:
+    return {k: v.detach().requires_grad_(True) for k, v in params.items()}
+
+
+def _detached(params: Params) -> Params:
+    return {k: v.detach() for k, v in params.items()}
+
+
+def _scalar(value: Tensor, what: str) -> Tensor:
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"{what} must return a scalar tensor, got {shape}")
+    return value.reshape(())

@@ -1,0 +1,121 @@
+"""The bilevel problem: K differentiable SGD steps on an inner loss, an outer loss at the result.
+
+    θ₀ = the model's current trainable parameters
+    θ_{k+1} = SGD(θ_k, ∇_θ L_in(θ_k, λ))          k = 0 … K−1
+    want   dG(θ_K(λ)) / dλ
+
+`inner_loss(f, hparams)` and `outer_loss(f)` are written against a model function `f(x)`
+that evaluates the model at whatever (possibly virtual) parameters an estimator chooses,
+so the same loss code runs under every estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .sgd import SGDConfig
+
+ModelFn = Callable[[Tensor], Tensor]
+InnerLoss = Callable[[ModelFn, dict[str, Tensor]], Tensor]
+OuterLoss = Callable[[ModelFn], Tensor]
+
+
+@dataclass
+class BilevelProblem:
+    """A bilevel problem over `model`'s trainable parameters.
+
+    Args:
+        model: the network; starts from its current parameters and buffers, never modified.
+        inner_loss: `inner_loss(f, hparams) -> scalar`, the loss the virtual steps descend.
+        outer_loss: `outer_loss(f) -> scalar`, evaluated after the K steps (must not use λ).
+        lr, momentum, weight_decay, nesterov, dampening: the inner SGD, as `torch.optim.SGD`.
+        steps: K ≥ 1 virtual steps (`implicit` accepts K = 0: θ₀ is taken as the solution).
+        momentum_buffers: the real optimizer's momentum buffers by parameter name, so the
+            virtual step continues the real one; empty means a fresh buffer (first step).
+    """
+
+    model: nn.Module
+    inner_loss: InnerLoss
+    outer_loss: OuterLoss
+    lr: float = 0.1
+    steps: int = 1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    dampening: float = 0.0
+    momentum_buffers: dict[str, Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(self.model).__name__}")
+        for name in ("inner_loss", "outer_loss"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be callable")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
+        self.sgd = SGDConfig(
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=self.dampening,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
+        )
+        names = set(self.trainable_names())
+        unknown = sorted(set(self.momentum_buffers) - names)
+        if unknown:
+            raise KeyError(
+                f"momentum_buffers has names that are not trainable parameters: {unknown}"
+            )
+        if not names:
+            raise ValueError("model has no trainable parameters")
+
+    @classmethod
+    def from_optimizer(
+        cls,
+        model: nn.Module,
+        optimizer: torch.optim.SGD,
+        inner_loss: InnerLoss,
+        outer_loss: OuterLoss,
+        steps: int = 1,
+        lr: float | None = None,
+    ) -> BilevelProblem:
+        """The virtual step of the real optimizer: its current lr, momentum, weight decay,
+        nesterov, dampening and momentum buffers (one param group only). `lr` overrides the
+        learning rate (some methods take a larger virtual step)."""
+        if not isinstance(optimizer, torch.optim.SGD):
+            raise TypeError(
+                f"the virtual step is SGD; got {type(optimizer).__name__}. Build a "
+                "BilevelProblem with explicit lr/momentum to approximate another optimizer."
+            )
+        if len(optimizer.param_groups) != 1:
+            raise ValueError("from_optimizer supports one param group")
+        g = optimizer.param_groups[0]
+        by_id = {id(p): n for n, p in model.named_parameters()}
+        buffers = {}
+        for p in g["params"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buffers[by_id[id(p)]] = buf.detach().clone()
+        return cls(
+            model,
+            inner_loss,
+            outer_loss,
+            lr=float(g["lr"] if lr is None else lr),
+            steps=steps,
+            momentum=g["momentum"],
+            weight_decay=g["weight_decay"],
+            nesterov=g["nesterov"],
+            dampening=g["dampening"],
+            momentum_buffers=buffers,
+        )
+
+    def trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def params(self) -> dict[str, Tensor]:
+        """θ₀: detached views of the trainable parameters (never written to)."""
+        return {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}

@@ -1,0 +1,95 @@
+"""Every estimator against the others and against a brute-force central difference (float64)."""
+
+import pytest
+import torch
+
+from bilevel import hypergradient
+from bilevel.examples import BUILDERS
+
+from .helpers import MODELS, batch, brute_force, cosine, flat, rel_error
+
+EXACT_TOL = 1e-8  # between exact estimators
+BRUTE_TOL = 1e-6  # against the O(h²) brute-force difference, h = 1e-6
+
+
+def _exact_for(model_name: str, kind: str, steps: int) -> list[str]:
+    names = ["higher"]
+    if steps == 1:
+        names.append("forward")
+        if model_name == "linear" and kind.startswith("a_"):
+            names.append("analytic")
+    return names
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_one_step(model_name, kind):
+    problem, hp = BUILDERS[kind](MODELS[model_name](), batch(), lr=0.5)
+    ref = hypergradient(problem, hp, "func")
+    assert flat(ref).abs().max() > 1e-6, "degenerate problem: hypergradient is zero"
+    for name in _exact_for(model_name, kind, 1):
+        assert rel_error(hypergradient(problem, hp, name), ref) <= EXACT_TOL, name
+    assert rel_error(ref, brute_force(problem, hp)) <= BRUTE_TOL
+    assert cosine(hypergradient(problem, hp, "fd"), ref) >= 0.9999
+
+
+SGD_VARIANTS = {
+    "plain": {},
+    "momentum_wd": {"momentum": 0.9, "weight_decay": 5e-2},
+    "nesterov_wd": {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-2},
+}
+
+
+@pytest.mark.parametrize("sgd", list(SGD_VARIANTS))
+@pytest.mark.parametrize("kind", ["a_imputed_away", "c_weighting_net"])
+@pytest.mark.parametrize("model_name", ["mlp", "cnn_bn"])
+def test_three_steps(model_name, kind, sgd):
+    problem, hp = BUILDERS[kind](
+        MODELS[model_name](), batch(), lr=0.3, steps=3, **SGD_VARIANTS[sgd]
+    )
+    ref = hypergradient(problem, hp, "func")
+    assert rel_error(hypergradient(problem, hp, "higher"), ref) <= EXACT_TOL
+    assert rel_error(ref, brute_force(problem, hp)) <= BRUTE_TOL
+
+
+@pytest.mark.parametrize("sgd", list(SGD_VARIANTS))
+def test_one_step_estimators_follow_momentum_and_weight_decay(sgd):
+    """forward/fd/analytic scale by the first step's momentum coefficient (1 + μ under nesterov)."""
+    problem, hp = BUILDERS["a_imputed_away"](
+        MODELS["linear"](), batch(), lr=0.3, **SGD_VARIANTS[sgd]
+    )
+    ref = brute_force(problem, hp)
+    for name in ("func", "higher", "forward", "analytic"):
+        assert rel_error(hypergradient(problem, hp, name), ref) <= BRUTE_TOL, name
+    assert cosine(hypergradient(problem, hp, "fd"), ref) >= 0.9999
+
+
+def test_fd_error_shrinks_with_radius():
+    problem, hp = BUILDERS["a_imputed_away"](MODELS["mlp"](), batch(), lr=0.5)
+    ref = hypergradient(problem, hp, "func")
+    errors = [rel_error(hypergradient(problem, hp, "fd", r=r), ref) for r in (1e-1, 1e-2, 1e-3)]
+    assert errors[0] > errors[1] > errors[2]  # central difference: O(r²) until round-off
+    assert errors[2] < 1e-5
+
+
+def test_fd_without_lookahead_is_the_meta_gradient_papers_approximation():
+    """lookahead=False uses v = ∇G(θ₀): a different (cheaper) quantity, close but not equal."""
+    problem, hp = BUILDERS["a_imputed_away"](MODELS["mlp"](), batch(), lr=0.5)
+    ref = hypergradient(problem, hp, "func")
+    approx = hypergradient(problem, hp, "fd", lookahead=False)
+    assert rel_error(approx, ref) > 1e-4
+    assert cosine(approx, ref) > 0.5
+
+
+def test_float32_is_supported_and_kept():
+    problem, hp = BUILDERS["a_imputed_away"](MODELS["mlp"]().float(), _batch32(), lr=0.5)
+    grads = {n: hypergradient(problem, hp, n) for n in ("func", "higher", "forward", "fd")}
+    assert all(g["z"].dtype == torch.float32 for g in grads.values())
+    assert rel_error(grads["forward"], grads["func"]) < 1e-4
+
+
+def _batch32():
+    b = batch()
+    for field in ("x_lab", "x_unl", "x_out"):
+        setattr(b, field, getattr(b, field).float())
+    return b
