@@ -3,7 +3,12 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format compare demo clean
+NAME  ?=
+SEED  ?= 0
+SCALE ?= full
+ARGS  ?=
+
+.PHONY: setup test lint format compare demo exp list clean
 
 setup: $(STAMP)
 
@@ -24,6 +29,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+exp: $(STAMP)
+	@test -n "$(NAME)" || { $(PY) -m experiments --list; echo "usage: make exp NAME=<experiment> [SEED=0] [SCALE=smoke] [ARGS=\"key=value ...\"]"; exit 2; }
+	$(PY) -m experiments $(NAME) --seed $(SEED) --scale $(SCALE) $(ARGS)
+
+list: $(STAMP)
+	$(PY) -m experiments --list
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

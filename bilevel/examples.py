@@ -90,7 +90,10 @@ def imputed_targets(
         z = (z.log() + 2 * noise).softmax(1) if batch.task == "classification" else z + noise
     labeled = (batch.x_lab, batch.targets(batch.y_lab, z)) if with_labeled else None
     inner = ImputedTargets(batch.x_unl, batch.kind, labeled=labeled)
-    return BilevelProblem(model, inner, outer_loss(batch), **problem_kw), {"z": z}
+    problem = BilevelProblem(
+        model, inner, outer_loss(batch), coupled_loss=inner.unlabeled, **problem_kw
+    )
+    return problem, {"z": z}
 
 
 def sample_weights(
@@ -121,13 +124,17 @@ def weighting_network(
     net = net.to(dtype=feats.dtype, device=feats.device)
     phi = {k: v.detach() for k, v in net.named_parameters()}
 
-    def inner(f: ModelFn, hp: dict[str, Tensor]) -> Tensor:
+    def unlabeled(f: ModelFn, hp: dict[str, Tensor]) -> Tensor:
         weights = torch.sigmoid(functional_call(net, hp, (feats,))).squeeze(1)
-        unl = (weights * per_sample_loss(batch.kind, f(batch.x_unl), pseudo)).mean()
+        return (weights * per_sample_loss(batch.kind, f(batch.x_unl), pseudo)).mean()
+
+    def inner(f: ModelFn, hp: dict[str, Tensor]) -> Tensor:
+        unl = unlabeled(f, hp)  # first, so that `unlabeled` alone draws the same dropout masks
         out = f(batch.x_lab)
         return per_sample_loss(batch.kind, out, batch.targets(batch.y_lab, out)).mean() + unl
 
-    return BilevelProblem(model, inner, outer_loss(batch), **problem_kw), phi
+    problem = BilevelProblem(model, inner, outer_loss(batch), coupled_loss=unlabeled, **problem_kw)
+    return problem, phi
 
 
 BUILDERS = {

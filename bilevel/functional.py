@@ -78,6 +78,13 @@ class Evaluator:
         self.replay_rng()
         return _scalar(self.problem.inner_loss(self.f(params), hparams), "inner_loss")
 
+    def coupled(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
+        """The λ-dependent part of the inner loss (the whole inner loss unless the problem
+        names a `coupled_loss`)."""
+        loss = self.problem.coupled_loss or self.problem.inner_loss
+        self.replay_rng()
+        return _scalar(loss(self.f(params), hparams), "coupled_loss")
+
     def outer(self, params: Params) -> Tensor:
         self.replay_rng()
         return _scalar(self.problem.outer_loss(self.f(params)), "outer_loss")
@@ -96,7 +103,7 @@ class Evaluator:
 
     def hparam_grad(self, params: Params, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
         """∇_λ L_in(θ, λ) at fixed θ = `params` (no graph through the network's weights)."""
-        return grad_dict(self.inner(_detached(params), hparams), hparams)
+        return grad_dict(self.coupled(_detached(params), hparams), hparams)
 
     def step(self, params: Params, grads: Params, buffers: Params) -> tuple[Params, Params]:
         return sgd_step(params, grads, buffers, self.problem.sgd)

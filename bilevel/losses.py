@@ -71,10 +71,14 @@ class ImputedTargets:
     def _reduce(self, per: Tensor) -> Tensor:
         return per.mean() if self.reduction == "mean" else per.sum()
 
-    def __call__(self, f: ModelFn, hparams: dict[str, Tensor]) -> Tensor:
+    def unlabeled(self, f: ModelFn, hparams: dict[str, Tensor]) -> Tensor:
+        """The term with the imputed targets: use as the problem's `coupled_loss`."""
         if self.key not in hparams:
             raise KeyError(f"ImputedTargets needs hparams[{self.key!r}]; got {sorted(hparams)}")
-        loss = self.weight * self._reduce(per_sample_loss(self.kind, f(self.x), hparams[self.key]))
+        return self.weight * self._reduce(per_sample_loss(self.kind, f(self.x), hparams[self.key]))
+
+    def __call__(self, f: ModelFn, hparams: dict[str, Tensor]) -> Tensor:
+        loss = self.unlabeled(f, hparams)  # first: dropout masks as in `unlabeled` alone
         if self.labeled is not None:
             x_l, y_l = self.labeled
             loss = loss + self._reduce(per_sample_loss(self.kind, f(x_l), y_l))

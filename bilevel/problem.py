@@ -36,6 +36,12 @@ class BilevelProblem:
         steps: K ≥ 1 virtual steps (`implicit` accepts K = 0: θ₀ is taken as the solution).
         momentum_buffers: the real optimizer's momentum buffers by parameter name, so the
             virtual step continues the real one; empty means a fresh buffer (first step).
+        coupled_loss: optional `coupled_loss(f, hparams)`, the part of `inner_loss` that depends
+            on λ (they must differ by a λ-free term, e.g. the labeled loss). The estimators that
+            differentiate ∇_θ L_in in λ directly (`forward`, `fd`, `implicit`) evaluate only this
+            part, which saves their forward passes over the λ-free data. It must see the same
+            model calls as in `inner_loss` (BatchNorm statistics are per call) and, with
+            dropout, draw random numbers as `inner_loss` does (λ-dependent term first).
     """
 
     model: nn.Module
@@ -48,6 +54,7 @@ class BilevelProblem:
     nesterov: bool = False
     dampening: float = 0.0
     momentum_buffers: dict[str, Tensor] = field(default_factory=dict)
+    coupled_loss: InnerLoss | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -55,6 +62,8 @@ class BilevelProblem:
         for name in ("inner_loss", "outer_loss"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable")
+        if self.coupled_loss is not None and not callable(self.coupled_loss):
+            raise TypeError("coupled_loss must be callable or None")
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
         self.sgd = SGDConfig(
@@ -82,6 +91,7 @@ class BilevelProblem:
         outer_loss: OuterLoss,
         steps: int = 1,
         lr: float | None = None,
+        coupled_loss: InnerLoss | None = None,
     ) -> BilevelProblem:
         """The virtual step of the real optimizer: its current lr, momentum, weight decay,
         nesterov, dampening and momentum buffers (one param group only). `lr` overrides the
@@ -111,6 +121,7 @@ class BilevelProblem:
             nesterov=g["nesterov"],
             dampening=g["dampening"],
             momentum_buffers=buffers,
+            coupled_loss=coupled_loss,
         )
 
     def trainable_names(self) -> list[str]:

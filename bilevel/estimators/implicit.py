@@ -52,7 +52,7 @@ def implicit(
             q = _conjugate_gradient(hvp, v, iters, tol)
         else:
             q = _neumann(hvp, v, iters, problem.lr if alpha is None else alpha)
-        _, directional = torch.func.jvp(lambda p: ev.inner(p, hparams), (theta,), (q,))
+        _, directional = torch.func.jvp(lambda p: ev.coupled(p, hparams), (theta,), (q,))
         grads = grad_dict(directional, hparams)
     return {k: -g for k, g in grads.items()}
 

@@ -1,5 +1,7 @@
 """Every estimator against the others and against a brute-force central difference (float64)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -93,3 +95,16 @@ def _batch32():
     for field in ("x_lab", "x_unl", "x_out"):
         setattr(b, field, getattr(b, field).float())
     return b
+
+
+@pytest.mark.parametrize("kind", ["a_imputed_away", "c_weighting_net"])
+def test_coupled_loss_is_used_and_changes_nothing(kind):
+    """The one-step estimators evaluate only the λ-dependent part of L_in when given it."""
+    problem, hp = BUILDERS[kind](MODELS["cnn_bn"](), batch(), lr=0.5)
+    assert problem.coupled_loss is not None
+    with_part = {n: hypergradient(problem, hp, n) for n in ("forward", "fd")}
+    whole = dataclasses.replace(problem, coupled_loss=None)
+    for name, grads in with_part.items():
+        assert rel_error(grads, hypergradient(whole, hp, name)) <= 1e-10, name
+    wrong = dataclasses.replace(problem, coupled_loss=lambda f, h: 2 * problem.coupled_loss(f, h))
+    assert rel_error(hypergradient(wrong, hp, "forward"), with_part["forward"]) > 0.5

@@ -1,0 +1,256 @@
+"""`make compare`: every estimator on the same problems — accuracy against `func` and cost.
+
+Problems: the three kinds of hyperparameter of `bilevel.examples` — (a) imputed targets,
+(b) per-sample weights at 0, (c) a loss-weighting network — on the CIFAR-shaped CNN-13
+(3×32×32, BatchNorm, dropout, train mode) and on TCDCN (1×60×60 landmark regression), plus
+(a) on a one-layer model so that `analytic` has a row. float32 runs CNN-13 at the paper's
+width 128; float64 (the precision check) at width 32, since float64 convolutions on CPU are
+several times slower. The width is part of the problem name (cnn13-w128/a). The virtual
+step is SGD with momentum 0.9 and weight decay 5e-4 (fresh buffer), as in the papers' training.
+
+Writes `results/estimators.csv` (problem, estimator, dtype, rel_error, cosine, ms, peak_mb;
+rel_error and cosine against `func` in the same dtype; ms the median and peak_mb the peak extra
+memory of one call), `results/estimators.md` and `results/estimators.png`. `plain_step` is one
+ordinary training step (forward, backward, SGD step) on the same labeled + unlabeled batch;
+`virtual_step` is θ₁ and ∇G(θ₁) alone, the floor of every exact one-step estimator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from bilevel import Evaluator, hypergradient, per_sample_loss
+from bilevel.examples import BUILDERS, Batch
+from experiments.models import cnn13, linear, tcdcn
+
+from .measure import fast_allocator, median_ms, peak_mb
+
+KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
+# (row name, estimator, options); analytic only where it applies
+ESTIMATOR_ROWS = [
+    ("higher", "higher", {}),
+    ("func", "func", {}),
+    ("forward", "forward", {}),
+    ("fd", "fd", {}),
+    ("fd_no_lookahead", "fd", {"lookahead": False}),
+    ("analytic", "analytic", {}),
+]
+
+
+@dataclass
+class Setup:
+    name: str
+    model: torch.nn.Module
+    batch: Batch
+    kinds: tuple[str, ...]
+
+
+def _setups(width: int, n: int, dtype: torch.dtype, device: torch.device) -> list[Setup]:
+    """The models and batches in `dtype` (same data for every dtype)."""
+    g = torch.Generator().manual_seed(0)
+
+    def x(shape):
+        return torch.rand(n, *shape, generator=g).to(device, dtype)
+
+    def classes():
+        return torch.randint(0, 10, (n,), generator=g).to(device)
+
+    def marks():
+        return torch.randn(n, 10, generator=g).to(device, dtype)
+
+    cifar = Batch(x((3, 32, 32)), classes(), x((3, 32, 32)), x((3, 32, 32)), classes())
+    faces = Batch(x((1, 60, 60)), marks(), x((1, 60, 60)), x((1, 60, 60)), marks(), "regression")
+    torch.manual_seed(0)
+    nets = [cnn13(width=width), tcdcn(), linear(3 * 32 * 32, 10)]
+    nets = [m.to(device, dtype).train() for m in nets]
+    return [
+        Setup(f"cnn13-w{width}", nets[0], cifar, ("a", "b", "c")),
+        Setup("tcdcn", nets[1], faces, ("a", "b", "c")),
+        Setup("linear", nets[2], cifar, ("a",)),
+    ]
+
+
+def _plain_step(model: torch.nn.Module, batch: Batch):
+    """One ordinary SSL training step: supervised + unsupervised loss, backward, SGD step."""
+    model = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    with torch.no_grad():
+        target = model(batch.x_unl)
+        target = target.softmax(1) if batch.task == "classification" else target
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(batch.x_lab)
+        loss = per_sample_loss(batch.kind, out, batch.targets(batch.y_lab, out)).mean()
+        loss = loss + per_sample_loss(batch.kind, model(batch.x_unl), target).mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _virtual_step(problem, hp):
+    """θ₁ and v = ∇_θ G(θ₁): the part every exact one-step estimator pays before any λ work."""
+
+    def step():
+        with Evaluator(problem) as ev:
+            return ev.outer_grad(ev.first_step(hp))
+
+    return step
+
+
+def _flat(grads: dict) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in grads.values()]).double()
+
+
+def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str) -> pd.DataFrame:
+    """`widths` maps each dtype to run ("float32", "float64") to its CNN-13 width."""
+    dev = torch.device(device)
+    rows = []
+    jobs = [
+        (dt, s, k)
+        for dt, width in widths.items()
+        for s in _setups(width, batch, getattr(torch, dt), dev)
+        for k in s.kinds
+    ]
+    for dtype, setup, kind in tqdm(jobs, desc="compare", unit="problem"):
+        problem_name = f"{setup.name}/{kind}"
+        problem, hp = BUILDERS[KINDS[kind]](
+            setup.model, setup.batch, lr=0.1, momentum=0.9, weight_decay=5e-4
+        )
+        plain = _plain_step(setup.model, setup.batch)
+        rows.append(
+            _row(problem_name, "plain_step", dtype, math.nan, math.nan, plain, repeats, dev)
+        )
+        floor = _virtual_step(problem, hp)
+        rows.append(
+            _row(problem_name, "virtual_step", dtype, math.nan, math.nan, floor, repeats, dev)
+        )
+        ref = _flat(hypergradient(problem, hp, "func"))
+        for row_name, estimator, options in ESTIMATOR_ROWS:
+            if estimator == "analytic" and setup.name != "linear":
+                continue
+
+            def call(problem=problem, hp=hp, estimator=estimator, options=options):
+                return hypergradient(problem, hp, estimator, **options)
+
+            got = _flat(call())
+            rel = float((got - ref).norm() / ref.norm())
+            cos = float(torch.nn.functional.cosine_similarity(got, ref, dim=0))
+            rows.append(_row(problem_name, row_name, dtype, rel, cos, call, repeats, dev))
+    frame = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "estimators.csv", index=False)
+    (out / "estimators.md").write_text(_markdown(frame))
+    _plot(frame, out / "estimators.png")
+    return frame
+
+
+def _row(problem, estimator, dtype, rel, cos, fn, repeats, dev) -> dict:
+    return {
+        "problem": problem,
+        "estimator": estimator,
+        "dtype": dtype,
+        "rel_error": rel,
+        "cosine": cos,
+        "ms": median_ms(fn, repeats, dev),
+        "peak_mb": peak_mb(fn, dev),
+    }
+
+
+def speed_ratios(frame: pd.DataFrame, dtype: str = "float32") -> dict:
+    """The speed goals of the bilevel-core issue (CNN-13, problem (a)), as measured ratios."""
+    problem = next(p for p in frame[frame.dtype == dtype].problem if p.startswith("cnn13"))
+    t = frame[(frame.problem == problem) & (frame.dtype == dtype)].set_index("estimator").ms
+    fastest_exact = min(t["func"], t["forward"])
+    return {
+        "fd / plain_step": t["fd"] / t["plain_step"],
+        "fd_no_lookahead / plain_step": t["fd_no_lookahead"] / t["plain_step"],
+        "forward / plain_step": t["forward"] / t["plain_step"],
+        "higher / fastest exact (func, forward)": t["higher"] / fastest_exact,
+        "virtual_step / plain_step (floor of exact one-step estimators)": t["virtual_step"]
+        / t["plain_step"],
+    }
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    shown = frame.copy()
+    plain = shown[shown.estimator == "plain_step"].set_index(["problem", "dtype"]).ms
+    shown["x_plain"] = [r.ms / plain[(r.problem, r.dtype)] for r in shown.itertuples()]
+    text = shown.to_markdown(index=False, floatfmt=".3g") + "\n"
+    if "float32" in set(frame.dtype):
+        problem = next(p for p in frame[frame.dtype == "float32"].problem if p.startswith("cnn13"))
+        text += f"\nSpeed goals on {problem} (float32):\n\n"
+        text += "".join(f"- {k}: {v:.2f}\n" for k, v in speed_ratios(frame).items())
+    return text
+
+
+def _plot(frame: pd.DataFrame, path: Path) -> None:
+    dtype = "float32" if "float32" in set(frame.dtype) else frame.dtype.iloc[0]
+    timing = frame[frame.dtype == dtype]
+    plain = timing[timing.estimator == "plain_step"].set_index("problem").ms
+    problems = list(dict.fromkeys(timing.problem))
+    names = [n for n in dict.fromkeys(timing.estimator) if n != "plain_step"]
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(13, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        sub = timing[timing.estimator == name].set_index("problem")
+        xs = [j + i * width for j, p in enumerate(problems) if p in sub.index]
+        ys = [sub.ms[p] / plain[p] for p in problems if p in sub.index]
+        ax_t.bar(xs, ys, width, label=name)
+    ax_t.axhline(1.0, color="k", lw=1, ls="--")
+    ax_t.set_xticks([j + 0.4 - width / 2 for j in range(len(problems))], problems, rotation=30)
+    ax_t.set_ylabel(f"time / plain training step ({dtype})")
+    ax_t.set_title("Cost of one hypergradient (dashed: one plain step)")
+    ax_t.legend(fontsize=8, ncol=2)
+
+    acc = frame[~frame.estimator.isin(["plain_step", "virtual_step", "func"])]
+    all_problems = list(dict.fromkeys(frame.problem))
+    for (name, dt), sub in acc.groupby(["estimator", "dtype"], sort=False):
+        marker = "o" if dt == "float64" else "x"
+        xs = [all_problems.index(p) for p in sub.problem]
+        ax_e.scatter(xs, sub.rel_error.clip(lower=1e-17), marker=marker, label=f"{name} ({dt})")
+    ax_e.set_yscale("log")
+    ax_e.set_xticks(range(len(all_problems)), all_problems, rotation=30, fontsize=8)
+    ax_e.set_ylabel("relative error vs func")
+    ax_e.set_title("Accuracy (o float64, x float32)")
+    ax_e.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--width", type=int, default=128, help="CNN-13 width in float32 (paper)")
+    parser.add_argument("--width64", type=int, default=32, help="CNN-13 width in float64")
+    parser.add_argument("--batch", type=int, default=16, help="labeled = unlabeled = outer batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    fast_allocator()
+    torch.manual_seed(0)
+    width = {"float32": args.width, "float64": args.width64}
+    widths = {dt: width[dt] for dt in args.dtypes.split(",")}
+    run(args.out, widths, args.batch, args.repeats, args.device)
+    print((args.out / "estimators.md").read_text())
+    names = ", ".join(str(args.out / f"estimators.{ext}") for ext in ("csv", "md", "png"))
+    print(f"wrote {names}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The networks of the papers, plus small ones for embedded data and closed-form checks.
+
+cnn13     ConvLarge / CNN-13 (Meta-Gradient SSL Table 6): LeakyReLU 0.1, BatchNorm, dropout
+wrn28     WRN-28-k (FixMatch/MixMatch style; k = 2 by default, 8 for CIFAR-100)
+tcdcn     TCDCN as in the Learning-to-Impute authors' code (60×60 grayscale → 5 landmarks)
+resnet18  torchvision's ResNet-18 with a 3×3 stem for 32×32 inputs
+mlp       a small MLP;  linear: one nn.Linear (after Flatten), for the `analytic` estimator
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+
+def _conv_bn(c_in: int, c_out: int, k: int, padding: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, k, padding=padding), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1)]
+
+
+def cnn13(num_classes: int = 10, in_channels: int = 3, width: int = 128, dropout: float = 0.5):
+    """ConvLarge: 3×(3×3, w) → maxpool → drop → 3×(3×3, 2w) → maxpool → drop →
+    3×3 4w (valid) → 1×1 2w → 1×1 w → global average pool → linear. `width` w = 128 in the paper."""
+    w = width
+    layers = [
+        *_conv_bn(in_channels, w, 3, 1),
+        *_conv_bn(w, w, 3, 1),
+        *_conv_bn(w, w, 3, 1),
+        nn.MaxPool2d(2),
+        nn.Dropout(dropout),
+        *_conv_bn(w, 2 * w, 3, 1),
+        *_conv_bn(2 * w, 2 * w, 3, 1),
+        *_conv_bn(2 * w, 2 * w, 3, 1),
+        nn.MaxPool2d(2),
+        nn.Dropout(dropout),
+        *_conv_bn(2 * w, 4 * w, 3, 0),
+        *_conv_bn(4 * w, 2 * w, 1, 0),
+        *_conv_bn(2 * w, w, 1, 0),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(w, num_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, activate_before_residual: bool):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in, momentum=0.001)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out, momentum=0.001)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = None if c_in == c_out else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        self.activate_before_residual = activate_before_residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.leaky_relu(self.bn1(x), 0.1)
+        if self.shortcut is not None and self.activate_before_residual:
+            x = out
+        out = self.conv2(F.leaky_relu(self.bn2(self.conv1(out)), 0.1))
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+def wrn28(num_classes: int = 10, widen: int = 2, in_channels: int = 3) -> nn.Module:
+    """WRN-28-k: 3 groups of 4 pre-activation blocks, widths 16k, 32k, 64k."""
+    widths = [16, 16 * widen, 32 * widen, 64 * widen]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+    for g, stride in enumerate((1, 2, 2)):
+        for i in range(4):
+            c_in = widths[g] if i == 0 else widths[g + 1]
+            layers.append(
+                _WideBlock(c_in, widths[g + 1], stride if i == 0 else 1, g == 0 and i == 0)
+            )
+    layers += [
+        nn.BatchNorm2d(widths[3], momentum=0.001),
+        nn.LeakyReLU(0.1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(widths[3], num_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+def tcdcn(num_outputs: int = 10) -> nn.Module:
+    """TCDCN (authors' code): conv5×5→20, pool, conv5×5→48, pool, conv3×3→64, pool, conv3×3→80,
+    hardtanh after each conv, no padding, no BatchNorm; 720 → 256 (no activation) → 10.
+    Output order interleaved (x1, y1, …, x5, y5)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5),
+        nn.Hardtanh(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 48, 5),
+        nn.Hardtanh(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(48, 64, 3),
+        nn.Hardtanh(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 80, 3),
+        nn.Hardtanh(),
+        nn.Flatten(),
+        nn.Linear(80 * 3 * 3, 256),
+        nn.Linear(256, num_outputs),
+    )
+
+
+def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """torchvision ResNet-18 (random init) with the usual CIFAR stem: 3×3 conv, no max-pool."""
+    net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
+def mlp(in_features: int, num_outputs: int, hidden: int = 128, dropout: float = 0.0) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(
+        *layers, nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs)
+    )
+
+
+def linear(in_features: int, num_outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_outputs))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "cnn13": cnn13,
+    "wrn28": wrn28,
+    "tcdcn": tcdcn,
+    "resnet18": resnet18,
+    "mlp": mlp,
+    "linear": linear,
+}
