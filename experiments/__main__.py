@@ -1,0 +1,42 @@
+"""`python -m experiments NAME [--seed N] [--scale smoke] [key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import configs
+from .config import ConfigError, apply_overrides, smoke
+from .rundir import run_name
+from .sources import DataError
+from .train import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make exp", description=__doc__)
+    parser.add_argument("name", nargs="?", help="experiment name (--list shows them)")
+    parser.add_argument("overrides", nargs="*", help="key=value settings")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser.add_argument("--list", action="store_true", help="list the named experiments")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_intermixed_args(argv)  # key=value may follow the options
+    if args.list or not args.name:
+        print("experiments:\n  " + "\n  ".join(configs.names()))
+        return 0 if args.list else 2
+    try:
+        cfg = configs.get(args.name)
+        cfg = smoke(cfg) if args.scale == "smoke" else cfg
+        cfg = apply_overrides(cfg, args.overrides)
+        run_id = run_name(args.name, args.overrides, args.scale)
+        summary = train(cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: summary[k] for k in ("run", "seed", "final", "wall_time_s")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

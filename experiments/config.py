@@ -1,0 +1,202 @@
+"""Experiment configuration: one typed dataclass, `key=value` overrides, the smoke scale.
+
+Unknown keys and ill-typed values raise `ConfigError` naming the key. Method hyperparameters are
+set as `method.<field>=value` and checked against the method's own config dataclass; model
+arguments as `model.<arg>=value`. Fractions of training (`milestones`, `warmup`, a method's
+`ramp`) are fractions of `steps`, so a shorter run keeps the same shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from methods import METHODS
+
+
+class ConfigError(ValueError):
+    """A bad experiment setting; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    dataset: str
+    method: str
+    model: str
+    steps: int
+    lr: float
+    model_kw: dict[str, Any] = field(default_factory=dict)
+    method_kw: dict[str, Any] = field(default_factory=dict)
+    estimator: str = "func"  # hypergradient estimator of meta methods
+    # data
+    num_labels: int = 0  # classification: total labeled samples, class-balanced
+    label_fraction: float = 0.0  # landmarks: share of the training set that is labeled
+    val_size: int = 0  # classification: validation samples held out from train
+    holdout: str = "labeled"  # hold-out batches: "labeled" set or a "separate" split from val
+    batch_size: int = 64
+    unlabeled_batch: int = 64
+    holdout_batch: int = 0
+    download: bool = False
+    # optimisation
+    optimizer: str = "sgd"  # sgd | adam
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "constant"  # constant | step | cosine
+    milestones: tuple[float, ...] = ()  # step schedule, as fractions of `steps`
+    gamma: float = 0.1
+    warmup: float = 0.0  # linear warm-up, fraction of `steps`
+    ema_decay: float = 0.0  # 0: no EMA; else teacher decay min(1 − 1/(t+1), ema_decay)
+    eval_ema: bool = False  # report the EMA model as the primary result (where the paper does)
+    # bookkeeping
+    eval_every: int = 500
+    eval_limit: int = 0  # evaluate on at most this many samples per split (0: all)
+    device: str = "auto"
+
+    def method_config(self) -> Any:
+        """The method's own hyperparameter dataclass, from `method_kw`."""
+        cls = METHODS[self.method].Config
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(self.method_kw) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown key 'method.{unknown[0]}' for method {self.method!r} "
+                f"(its keys: {', '.join(sorted(names)) or 'none'})"
+            )
+        return cls(**self.method_kw)
+
+
+_TOP = {f.name: f for f in fields(Config)}
+
+
+def _parse(key: str, text: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        if origin is tuple:
+            inner = typing.get_args(kind)[0]
+            return tuple(_parse(key, t, inner) for t in text.split(",") if t)
+    except ValueError:
+        name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{key}={text!r}: expected {name}") from None
+    raise ConfigError(f"{key} cannot be set from the command line")
+
+
+def _parse_literal(key: str, text: str, default: Any) -> Any:
+    """Model arguments: typed like the default when there is one, else int/float/bool/str."""
+    if default is not None:
+        return _parse(key, text, type(default))
+    for kind in (int, float, bool):
+        try:
+            return _parse(key, text, kind)
+        except ConfigError:
+            continue
+    return text
+
+
+def apply_overrides(cfg: Config, items: list[str]) -> Config:
+    """`key=value` strings applied to `cfg`; errors name the key."""
+    hints = typing.get_type_hints(Config)
+    changes: dict[str, Any] = {}
+    method_kw, model_kw = dict(cfg.method_kw), dict(cfg.model_kw)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        if key.startswith("method."):
+            sub = key.removeprefix("method.")
+            method_cls = METHODS[changes.get("method", cfg.method)].Config
+            known = {f.name: f for f in fields(method_cls)}
+            if sub not in known:
+                valid = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"unknown key {key!r} (method keys: {valid})")
+            method_kw[sub] = _parse(key, text, typing.get_type_hints(method_cls)[sub])
+        elif key.startswith("model."):
+            sub = key.removeprefix("model.")
+            model_kw[sub] = _parse_literal(key, text, model_kw.get(sub))
+        elif key in _TOP and key not in ("name", "model_kw", "method_kw"):
+            changes[key] = _parse(key, text, hints[key])
+        else:
+            valid = sorted(k for k in _TOP if k not in ("name", "model_kw", "method_kw"))
+            raise ConfigError(
+                f"unknown key {key!r}; valid keys: {', '.join(valid)}, method.<name>, model.<name>"
+            )
+    out = replace(cfg, **changes, method_kw=method_kw, model_kw=model_kw)
+    validate(out)
+    return out
+
+
+def smoke(cfg: Config) -> Config:
+    """The same experiment shrunk to well under a minute on CPU (same code path)."""
+    return replace(
+        cfg,
+        steps=min(cfg.steps, 30),
+        batch_size=min(cfg.batch_size, 16),
+        unlabeled_batch=min(cfg.unlabeled_batch, 16),
+        holdout_batch=min(cfg.holdout_batch, 16),
+        val_size=min(cfg.val_size, 100),
+        eval_every=15,
+        eval_limit=200,
+        model_kw={**cfg.model_kw, **({"width": 8} if cfg.model == "cnn13" else {})},
+    )
+
+
+def validate(cfg: Config) -> None:
+    from bilevel import ESTIMATORS
+
+    from .models import MODELS
+
+    checks = [
+        (
+            cfg.method in METHODS,
+            "method",
+            f"unknown method {cfg.method!r}; valid: {', '.join(METHODS)}",
+        ),
+        (cfg.model in MODELS, "model", f"unknown model {cfg.model!r}; valid: {', '.join(MODELS)}"),
+        (
+            cfg.estimator in ESTIMATORS,
+            "estimator",
+            f"unknown estimator {cfg.estimator!r}; valid: {', '.join(ESTIMATORS)}",
+        ),
+        (cfg.steps > 0, "steps", "steps must be > 0"),
+        (cfg.lr > 0, "lr", "lr must be > 0"),
+        (cfg.optimizer in ("sgd", "adam"), "optimizer", "optimizer must be sgd or adam"),
+        (
+            cfg.schedule in ("constant", "step", "cosine"),
+            "schedule",
+            "schedule must be constant, step or cosine",
+        ),
+        (
+            all(0 < m < 1 for m in cfg.milestones),
+            "milestones",
+            "milestones are fractions in (0, 1)",
+        ),
+        (0 <= cfg.warmup < 1, "warmup", "warmup is a fraction in [0, 1)"),
+        (0 <= cfg.ema_decay < 1, "ema_decay", "ema_decay must be in [0, 1)"),
+        (cfg.holdout in ("labeled", "separate"), "holdout", "holdout must be labeled or separate"),
+        (cfg.eval_every > 0, "eval_every", "eval_every must be > 0"),
+        (0 <= cfg.label_fraction <= 1, "label_fraction", "label_fraction must be in [0, 1]"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+    cfg.method_config()
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

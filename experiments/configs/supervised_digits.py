@@ -1,0 +1,5 @@
+"""Supervised on digits, 50 labels."""
+
+from ._base import DIGITS, experiment
+
+CONFIG = experiment(__name__, DIGITS, "supervised")

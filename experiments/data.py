@@ -1,0 +1,206 @@
+"""Semi-supervised splits and the batches of every step.
+
+`make_splits` turns a `Source` into labeled / unlabeled / validation / test (and optional
+hold-out) parts. `BatchMaker(step)` builds the batch of a given step from the seed and the step
+alone (index streams are per-epoch permutations, augmentations use a per-step generator), so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from methods import Batch
+from methods.task import LandmarkTask, Task
+
+from . import augment
+from .sources import Source
+
+
+@dataclass
+class Part:
+    x: Tensor  # uint8 images
+    y: Tensor  # class indices, or landmarks in pixels
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, idx: Tensor) -> Part:
+        return Part(self.x[idx], self.y[idx])
+
+
+@dataclass
+class SSLData:
+    source: Source
+    labeled: Part
+    unlabeled: Part  # y: hidden ground truth, for diagnostics only
+    val: Part
+    test: Part
+    holdout: Part | None  # a separate hold-out split (None: batches come from `labeled`)
+    task: Task
+    mean: Tensor  # per-channel input normalisation
+    std: Tensor
+
+
+def mix_seed(*values: int) -> int:
+    """A deterministic 62-bit seed from integers."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (v + 0x632BE59BD9B4E019 + (h << 6) + (h >> 2))) & (2**64 - 1)
+    return h >> 2
+
+
+def _generator(*values: int) -> torch.Generator:
+    return torch.Generator().manual_seed(mix_seed(*values))
+
+
+def _balanced(labels: Tensor, per_class: int, g: torch.Generator) -> Tensor:
+    chosen = []
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) < per_class:
+            raise ValueError(
+                f"class {int(c)} has {len(idx)} samples, fewer than {per_class} needed"
+            )
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(chosen).sort().values
+
+
+def make_splits(
+    src: Source,
+    seed: int,
+    num_labels: int = 0,
+    label_fraction: float = 0.0,
+    val_size: int = 0,
+    holdout: str = "labeled",
+) -> SSLData:
+    """Labeled subset by seed; validation fixed (seed-independent) as the papers hold it out."""
+    n = len(src.train_x)
+    train_y = src.train_y
+    if src.task == "classification":
+        order = torch.randperm(n, generator=_generator(0, 1))
+        val_idx, rest = order[:val_size], order[val_size:]
+        classes = src.num_outputs
+        if num_labels <= 0 or num_labels % classes:
+            raise ValueError(
+                f"num_labels must be a positive multiple of {classes}, got {num_labels}"
+            )
+        lab_local = _balanced(train_y[rest], num_labels // classes, _generator(seed, 2))
+    else:
+        n_val = round(src.val_last_fraction * n) if val_size == 0 else val_size
+        val_idx, rest = torch.arange(n - n_val, n), torch.arange(n - n_val)
+        n_lab = max(2, round(label_fraction * len(rest)))
+        lab_local = torch.randperm(len(rest), generator=_generator(seed, 2))[:n_lab].sort().values
+    lab_mask = torch.zeros(len(rest), dtype=torch.bool)
+    lab_mask[lab_local] = True
+    full = Part(src.train_x, train_y)
+    labeled, unlabeled = full.take(rest[lab_mask]), full.take(rest[~lab_mask])
+    val = full.take(val_idx)
+    held = None
+    if holdout == "separate":
+        take = min(len(labeled), len(val) // 2)
+        perm = torch.randperm(len(val), generator=_generator(seed, 3))
+        held, val = val.take(perm[:take]), val.take(perm[take:])
+    if src.task == "landmarks":
+        task: Task = LandmarkTask(labeled.y.mean(0), labeled.y.std(0).clamp_min(1e-6))
+        mean, std = torch.zeros(1), torch.ones(1)  # TCDCN takes raw [0, 1] intensities
+    else:
+        task = Task()
+        pixels = src.train_x.double() / 255
+        mean = pixels.mean((0, 2, 3)).float()
+        std = pixels.std((0, 2, 3)).float().clamp_min(1e-3)
+    return SSLData(
+        src, labeled, unlabeled, val, Part(src.test_x, src.test_y), held, task, mean, std
+    )
+
+
+def stream(n: int, batch: int, step: int, seed: int, name: int) -> Tensor:
+    """Indices of `batch` samples for `step`: consecutive slices of per-epoch permutations."""
+    start = step * batch
+    out = []
+    while len(out) < batch:
+        epoch, offset = divmod(start + len(out), n)
+        perm = torch.randperm(n, generator=_generator(seed, name, epoch))
+        out.extend(perm[offset : offset + batch - len(out)].tolist())
+    return torch.tensor(out, dtype=torch.long)
+
+
+class BatchMaker:
+    """`maker(step)` → the `methods.Batch` of that step, on `device`."""
+
+    def __init__(
+        self,
+        data: SSLData,
+        views: tuple[str, ...],
+        sizes: dict[str, int],
+        seed: int,
+        total_steps: int,
+        device: torch.device,
+        holdout: bool,
+    ) -> None:
+        self.data, self.views, self.sizes, self.seed = data, views, sizes, seed
+        self.total_steps, self.device, self.holdout = total_steps, device, holdout
+        self.landmarks = data.task.kind == "landmarks"
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """uint8 → float in [0, 1] → per-channel standardisation (identity for landmarks)."""
+        x = x.float() / 255
+        return ((x - self.data.mean[:, None, None]) / self.data.std[:, None, None]).to(self.device)
+
+    def _targets(self, y: Tensor, offsets: Tensor | None) -> Tensor:
+        if not self.landmarks:
+            return y.to(self.device)
+        return self.data.task.standardise(augment.shift_landmarks(y, offsets)).to(self.device)
+
+    def _augmented(self, part: Part, idx: Tensor, g: torch.Generator):
+        """Weak view of labeled samples, with their (shifted, standardised) targets."""
+        src = self.data.source
+        imgs = part.x[idx].float() / 255
+        offsets = augment.random_offsets(len(idx), src.max_shift, g)
+        imgs = augment.translate(imgs, offsets)
+        if src.flip:
+            imgs = augment.hflip(imgs, g)
+        return self._finish(imgs), self._targets(part.y[idx], offsets)
+
+    def _finish(self, imgs01: Tensor) -> Tensor:
+        return self.normalise((imgs01 * 255).round().clamp(0, 255).to(torch.uint8))
+
+    def __call__(self, step: int) -> Batch:
+        d, s = self.data, self.sizes
+        g = _generator(self.seed, step, 10)
+        x, y = self._augmented(
+            d.labeled, stream(len(d.labeled), s["labeled"], step, self.seed, 1), g
+        )
+        views, offsets, u_true = [], [], None
+        if self.views:
+            u_idx = stream(len(d.unlabeled), s["unlabeled"], step, self.seed, 2)
+            u01 = d.unlabeled.x[u_idx].float() / 255
+            u_true = d.unlabeled.y[u_idx].to(self.device)
+            for view in self.views:
+                off = augment.random_offsets(len(u_idx), d.source.max_shift, g)
+                if view == "strong":
+                    img = augment.strong(augment.translate(u01, off), g, 0, d.source.flip)
+                else:
+                    img = augment.translate(u01, off)
+                    img = augment.hflip(img, g) if d.source.flip else img
+                views.append(self._finish(img))
+                offsets.append(off.to(self.device))
+        hold_x = hold_y = None
+        if self.holdout:
+            part = d.holdout if d.holdout is not None else d.labeled
+            h_idx = stream(len(part), s["holdout"], step, self.seed, 3)
+            hold_x, hold_y = self._augmented(part, h_idx, g)
+        return Batch(
+            x,
+            y,
+            views,
+            step,
+            self.total_steps,
+            u_offsets=offsets if self.landmarks else None,
+            u_true=u_true,
+            hold_x=hold_x,
+            hold_y=hold_y,
+        )

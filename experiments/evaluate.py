@@ -1,0 +1,32 @@
+"""Evaluation of a model on a data part: error % (classes), NME % and failure rate (landmarks)."""
+
+from __future__ import annotations
+
+import torch
+
+from methods.task import Task
+
+from .data import BatchMaker, Part
+from .metrics import error_percent, landmark_metrics
+
+
+def primary_metric(task: Task) -> str:
+    return "error" if task.kind == "classification" else "nme"
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, part: Part, batches: BatchMaker, limit: int = 0, chunk: int = 500
+) -> dict[str, float]:
+    """Metrics of `model` in eval mode on (the first `limit` samples of) `part`."""
+    n = len(part) if limit <= 0 else min(limit, len(part))
+    was_training = model.training
+    model.eval()
+    x = part.x[:n]
+    outs = [model(batches.normalise(x[i : i + chunk])).cpu() for i in range(0, n, chunk)]
+    model.train(was_training)
+    out, y = torch.cat(outs), part.y[:n]
+    task = batches.data.task
+    if task.kind == "classification":
+        return {"error": error_percent(out, y)}
+    return landmark_metrics(task.to_pixels(out.double()), y.double())

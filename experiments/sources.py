@@ -1,0 +1,325 @@
+"""Dataset sources: whole train and test sets as in-memory tensors.
+
+Images are uint8 N×C×H×W; classification labels int64; landmarks float32 N×10 interleaved
+(x1, y1, …, x5, y5) in pixels of the 60×60 frame. Data lives under `DATA_ROOT` (default
+`data/`). Missing or malformed data raises `DataError`, naming the path looked at, the layout
+expected, how to get the data and, for a bad annotation line, the file and line number.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, UnidentifiedImageError
+from scipy.io import loadmat
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+from . import synthfaces
+
+FACE_SIZE = 60
+
+
+class DataError(RuntimeError):
+    """Missing or malformed data, with a message that says what to do."""
+
+
+@dataclass
+class Source:
+    name: str
+    task: str  # "classification" | "landmarks"
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_outputs: int  # classes, or 10 landmark coordinates
+    max_shift: int  # translation range of the weak augmentation, in pixels
+    flip: bool  # horizontal flips allowed
+    val_last_fraction: float = 0.0  # AFLW: the last 10% of the train list is validation
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    return Path(root if root is not None else os.environ.get("DATA_ROOT", "data"))
+
+
+def _missing(what: str, path: Path, layout: str, how: str) -> DataError:
+    return DataError(
+        f"{what} not found at {path.resolve()}.\nExpected layout:\n{layout}\nHow to get it: {how}"
+    )
+
+
+# -- embedded ----------------------------------------------------------------------------------
+def load_digits(seed: int = 0, test_size: int = 500) -> Source:
+    """scikit-learn's bundled 8×8 digits (1797 real images, no download); fixed test split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    data = sk_digits()
+    images = torch.tensor(data.images * (255.0 / 16.0)).round().to(torch.uint8)[:, None]
+    labels = torch.tensor(data.target, dtype=torch.int64)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    test, train = order[:test_size], order[test_size:]
+    return Source(
+        "digits",
+        "classification",
+        images[train],
+        labels[train],
+        images[test],
+        labels[test],
+        10,
+        max_shift=1,
+        flip=False,
+    )
+
+
+def load_synthfaces(n_train: int = 6000, n_test: int = 1000, seed: int = 0) -> Source:
+    """Procedural faces with 5 landmarks (see `experiments.synthfaces`), generated in memory."""
+    train_x, train_y = synthfaces.generate(n_train, seed)
+    test_x, test_y = synthfaces.generate(n_test, seed + 1)
+    return Source(
+        "synthfaces",
+        "landmarks",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        10,
+        max_shift=4,
+        flip=False,
+        val_last_fraction=0.1,
+    )
+
+
+# -- torchvision -------------------------------------------------------------------------------
+_TV = {
+    "cifar10": (
+        torchvision.datasets.CIFAR10,
+        "cifar-10-batches-py",
+        ["data_batch_1", "…", "data_batch_5", "test_batch", "batches.meta"],
+    ),
+    "cifar100": (torchvision.datasets.CIFAR100, "cifar-100-python", ["train", "test", "meta"]),
+    "svhn": (torchvision.datasets.SVHN, "", ["train_32x32.mat", "test_32x32.mat"]),
+}
+
+
+def _present(cls):
+    """torchvision's class with its integrity check reduced to "the files exist": torchvision
+    verifies checksums when it downloads; re-hashing on every load is slow, and the tests run
+    the real reading code on small files in the same format."""
+
+    class Present(cls):
+        def _check_integrity(self) -> bool:
+            if hasattr(self, "train_list"):
+                base = Path(self.root) / self.base_folder
+                return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+            return (Path(self.root) / self.filename).is_file()
+
+        def _load_meta(self) -> None:  # CIFAR: the class names, without the checksum
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            if not path.is_file():
+                raise RuntimeError(f"{path} is missing")
+            with open(path, "rb") as fh:
+                self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return Present
+
+
+def load_torchvision(name: str, root: str | Path | None = None, download: bool = False) -> Source:
+    """CIFAR-10, CIFAR-100 or SVHN through torchvision, from `DATA_ROOT/<name>/`."""
+    cls, folder, files = _TV[name]
+    where = data_root(root) / name
+    kwargs = (
+        [{"split": s} for s in ("train", "test")]
+        if name == "svhn"
+        else [{"train": True}, {"train": False}]
+    )
+    sets = []
+    for kw in kwargs:
+        try:
+            sets.append(
+                (_present(cls) if not download else cls)(str(where), download=download, **kw)
+            )
+        except RuntimeError as err:
+            listing = "\n".join(f"  {where / folder / f}" for f in files)
+            raise _missing(
+                name,
+                where,
+                listing,
+                f'add ARGS="download=true" to fetch it with torchvision (needs internet), or '
+                f"put torchvision's files there. `make exp NAME=<method>_digits` runs the same "
+                f"pipeline on embedded data. ({err})",
+            ) from None
+    out = []
+    for ds in sets:
+        x = torch.from_numpy(np.asarray(ds.data))
+        x = x if name == "svhn" else x.permute(0, 3, 1, 2)  # SVHN is stored N×C×H×W already
+        y = torch.as_tensor(
+            np.asarray(ds.labels if name == "svhn" else ds.targets), dtype=torch.int64
+        )
+        out += [x.contiguous(), y]
+    classes = 100 if name == "cifar100" else 10
+    return Source(name, "classification", *out, classes, max_shift=4, flip=name != "svhn")
+
+
+# -- AFLW (release format) and MTFL --------------------------------------------------------------
+AFLW_LAYOUT = """\
+  <root>/aflw_train_images.txt    one image path per line, relative to <root>/output/
+  <root>/aflw_test_images.txt
+  <root>/aflw_train_keypoints.mat  'gt': N×5×2 landmarks, (y, x) in image pixels;
+                                   'hw': N×2 image (height, width)
+  <root>/aflw_test_keypoints.mat
+  <root>/output/…                  the images"""
+
+
+def _read_gray(path: Path, where: str) -> Tensor:
+    """A grayscale image as uint8 1×H×W."""
+    try:
+        with Image.open(path) as img:
+            return torch.from_numpy(np.array(img.convert("L")))[None]
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"{where}: cannot read image {path} ({err})") from None
+
+
+def _to_frame(img: Tensor, xy: Tensor, h: float, w: float) -> tuple[Tensor, Tensor]:
+    """Resize a grayscale image to 60×60 and move (x, y) landmarks into that frame."""
+    img = TF.resize(img, [FACE_SIZE, FACE_SIZE], antialias=True)
+    scale = torch.tensor([FACE_SIZE / w, FACE_SIZE / h], dtype=torch.float32)
+    return img, (xy * scale).reshape(-1)
+
+
+def _aflw_split(root: Path, split: str) -> tuple[Tensor, Tensor]:
+    listing, mat = root / f"aflw_{split}_images.txt", root / f"aflw_{split}_keypoints.mat"
+    for path in (listing, mat):
+        if not path.is_file():
+            raise _missing(
+                "AFLW",
+                path,
+                AFLW_LAYOUT,
+                "request AFLW from its authors and convert it to this release format, or write "
+                "the synthetic stand-in with `python -m experiments.synthfaces <root>`. "
+                "`make exp NAME=impute_v2_synthfaces` runs the same pipeline on embedded data.",
+            )
+    names = [ln.strip() for ln in listing.read_text().splitlines()]
+    try:
+        content = loadmat(str(mat))
+        gt, hw = (
+            np.asarray(content["gt"], dtype=np.float64),
+            np.asarray(content["hw"], dtype=np.float64),
+        )
+    except (KeyError, ValueError, OSError) as err:
+        raise DataError(f"{mat}: expected variables 'gt' (N×5×2) and 'hw' (N×2): {err}") from None
+    if gt.shape[1:] != (5, 2) or hw.shape[1:] != (2,) or not (len(gt) == len(hw) == len(names)):
+        raise DataError(
+            f"{mat}: 'gt' is {gt.shape}, 'hw' is {hw.shape}, {listing.name} has "
+            f"{len(names)} lines; expected gt N×5×2, hw N×2 and N lines"
+        )
+    images, marks = [], []
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(f"{listing}:{i + 1}: empty line where an image path is expected")
+        img = _read_gray(root / "output" / name, f"{listing}:{i + 1}")
+        xy = torch.tensor(gt[i][:, ::-1].copy(), dtype=torch.float32)  # (y, x) → (x, y)
+        img, xy = _to_frame(img, xy, hw[i, 0], hw[i, 1])
+        images.append(img)
+        marks.append(xy)
+    return torch.stack(images), torch.stack(marks)
+
+
+def load_aflw(root: str | Path | None = None) -> Source:
+    """AFLW in the Learning-to-Impute release format, from `DATA_ROOT/aflw/` (or `root`)."""
+    where = Path(root) if root is not None else data_root() / "aflw"
+    train_x, train_y = _aflw_split(where, "train")
+    test_x, test_y = _aflw_split(where, "test")
+    return Source(
+        "aflw",
+        "landmarks",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        10,
+        max_shift=4,
+        flip=False,
+        val_last_fraction=0.1,
+    )
+
+
+MTFL_LAYOUT = """  <root>/training.txt   lines: path x1 … x5 y1 … y5 gender smile glasses pose
+  <root>/testing.txt    (path relative to <root>; landmarks in image pixels, order: left eye,
+  <root>/<images>        right eye, nose, left mouth corner, right mouth corner)"""
+
+
+def _mtfl_split(root: Path, listing: Path) -> tuple[Tensor, Tensor]:
+    if not listing.is_file():
+        raise _missing(
+            "MTFL",
+            listing,
+            MTFL_LAYOUT,
+            "download MTFL from its authors' page and unpack it there.",
+        )
+    images, marks = [], []
+    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        where = f"{listing}:{number}"
+        if len(fields) < 11:
+            raise DataError(
+                f"{where}: expected a path and 10 coordinates, got {len(fields)} fields"
+            )
+        try:
+            coords = [float(v) for v in fields[1:11]]
+        except ValueError:
+            raise DataError(
+                f"{where}: coordinates must be numbers: {' '.join(fields[1:11])}"
+            ) from None
+        img = _read_gray(root / fields[0].replace("\\", "/"), where)
+        xy = torch.tensor([coords[:5], coords[5:]], dtype=torch.float32).T  # 5×(x, y)
+        img, xy = _to_frame(img, xy, img.shape[-2], img.shape[-1])
+        images.append(img)
+        marks.append(xy)
+    if not images:
+        raise DataError(f"{listing}: no annotation lines")
+    return torch.stack(images), torch.stack(marks)
+
+
+def load_mtfl(root: str | Path | None = None) -> Source:
+    """MTFL (`training.txt`, `testing.txt`) from `DATA_ROOT/mtfl/`; whole images → 60×60."""
+    where = Path(root) if root is not None else data_root() / "mtfl"
+    train_x, train_y = _mtfl_split(where, where / "training.txt")
+    test_x, test_y = _mtfl_split(where, where / "testing.txt")
+    return Source(
+        "mtfl",
+        "landmarks",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        10,
+        max_shift=4,
+        flip=False,
+        val_last_fraction=0.1,
+    )
+
+
+def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -> Source:
+    """The source named `name` (digits, synthfaces, cifar10, cifar100, svhn, aflw, mtfl)."""
+    if name == "digits":
+        return load_digits(seed=0)
+    if name == "synthfaces":
+        return load_synthfaces(*((1200, 300) if size == "smoke" else (6000, 1000)), seed=0)
+    if name in _TV:
+        return load_torchvision(name, download=download)
+    if name == "aflw":
+        return load_aflw()
+    if name == "mtfl":
+        return load_mtfl()
+    raise ValueError(
+        f"unknown dataset {name!r}; valid: digits, synthfaces, {', '.join(_TV)}, aflw, mtfl"
+    )

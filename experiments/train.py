@@ -1,0 +1,208 @@
+"""The one training loop shared by every method.
+
+Each step reseeds the global generator from (seed, step) and builds its batch from (seed, step)
+alone, so a run resumed from `ckpt.pt` ends with exactly the numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+from tqdm import tqdm
+
+from methods import METHODS, Method
+
+from . import sources
+from .config import Config, as_dict
+from .data import BatchMaker, SSLData, make_splits, mix_seed
+from .evaluate import evaluate, primary_metric
+from .models import MODELS
+from .rundir import RunDir
+
+
+@dataclass
+class Run:
+    data: SSLData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: AveragedModel | None
+    method: Method
+    batches: BatchMaker
+    device: torch.device
+
+
+def lr_factor(cfg: Config, step: int) -> float:
+    """Linear warm-up, then constant, step (×gamma at each milestone) or FixMatch's cosine."""
+    warm = int(cfg.warmup * cfg.steps)
+    scale = (step + 1) / warm if warm and step < warm else 1.0
+    if cfg.schedule == "step":
+        scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
+    elif cfg.schedule == "cosine":
+        scale *= math.cos(7 * math.pi * step / (16 * cfg.steps))
+    return scale
+
+
+def _ema_fn(decay: float):
+    def avg(avg_p: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(1.0 - 1.0 / (float(n) + 1.0), decay)  # Mean Teacher's warm-up of the decay
+        return d * avg_p + (1.0 - d) * p
+
+    return avg
+
+
+def build(cfg: Config, seed: int, scale: str = "full") -> Run:
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
+    src = sources.load(cfg.dataset, download=cfg.download, size=scale)
+    data = make_splits(src, seed, cfg.num_labels, cfg.label_fraction, cfg.val_size, cfg.holdout)
+    torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
+    in_ch = src.train_x.shape[1]
+    kw = dict(cfg.model_kw)
+    if cfg.model in ("mlp", "linear"):
+        kw.setdefault("in_features", in_ch * src.train_x.shape[2] * src.train_x.shape[3])
+        kw.setdefault("num_outputs", src.num_outputs)
+    elif cfg.model != "tcdcn":
+        kw.setdefault("num_classes", src.num_outputs)
+        kw.setdefault("in_channels", in_ch)
+    model = MODELS[cfg.model](**kw).to(device)
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
+        )
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
+    ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
+    cls = METHODS[cfg.method]
+    teacher = ema.module if ema is not None else None
+    method = cls(
+        cfg.method_config(), model, opt, data.task, teacher=teacher, estimator=cfg.estimator
+    )
+    sizes = {
+        "labeled": cfg.batch_size,
+        "unlabeled": cfg.unlabeled_batch,
+        "holdout": cfg.holdout_batch or cfg.batch_size,
+    }
+    batches = BatchMaker(data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout)
+    return Run(data, model, opt, sched, ema, method, batches, device)
+
+
+def _evaluate_all(run: Run, cfg: Config) -> dict[str, float]:
+    out = {}
+    models = [("", run.model)] + ([("ema_", run.ema.module)] if run.ema is not None else [])
+    for prefix, model in models:
+        for split in ("val", "test"):
+            part = getattr(run.data, split)
+            for metric, value in evaluate(model, part, run.batches, cfg.eval_limit).items():
+                out[f"{split}/{prefix}{metric}"] = value
+    return out
+
+
+def train(
+    cfg: Config,
+    seed: int,
+    scale: str = "full",
+    root: Path | None = None,
+    progress: bool = True,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Train `cfg` with `seed` into `root/<run_id or cfg.name>/seed<seed>/` (resuming if there)."""
+    rundir = RunDir.for_run(run_id or cfg.name, seed, root)
+    rundir.start({**as_dict(cfg), "seed": seed, "scale": scale})
+    run = build(cfg, seed, scale)
+    state = rundir.load_checkpoint()
+    start, rows, best, elapsed = 0, [], None, 0.0
+    if state is not None:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        if run.ema is not None:
+            run.ema.load_state_dict(state["ema"])
+        run.method.load_state_dict(state["method"])
+        start, rows, best, elapsed = (
+            state["step"],
+            state["metrics"],
+            state["best"],
+            state["elapsed"],
+        )
+    key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
+    running: dict[str, list[float]] = defaultdict(list)
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        desc=cfg.name,
+        disable=not progress,
+        unit="step",
+    )
+    tick = time.perf_counter()
+    for step in bar:
+        torch.manual_seed(mix_seed(seed, step, 0))
+        logs = run.method.train_step(run.batches(step))
+        run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        for k, v in logs.items():
+            running[k].append(v)
+        bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+        done = step + 1
+        if done % cfg.eval_every and done != cfg.steps:
+            continue
+        elapsed += time.perf_counter() - tick
+        rows += [(done, "train", k, sum(v) / len(v)) for k, v in sorted(running.items())]
+        rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
+        rows.append((done, "time", "wall_time_s", elapsed))
+        results = _evaluate_all(run, cfg)
+        rows += [(done, *name.split("/"), value) for name, value in results.items()]
+        if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
+            best = {"step": done, **results}
+        running.clear()
+        rundir.write_metrics(rows)
+        rundir.save_checkpoint(
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "ema": run.ema.state_dict() if run.ema is not None else None,
+                "method": run.method.state_dict(),
+                "step": done,
+                "metrics": rows,
+                "best": best,
+                "elapsed": elapsed,
+                "rng": {"torch": torch.get_rng_state()},
+                "config": {**as_dict(cfg), "seed": seed, "scale": scale},
+            }
+        )
+        tick = time.perf_counter()
+    final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
+    summary = {
+        "name": cfg.name,
+        "run": run_id or cfg.name,
+        "seed": seed,
+        "scale": scale,
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "estimator": cfg.estimator,
+        "steps": cfg.steps,
+        "primary": f"test/{key}",
+        "final": {f"test/{k}": v for k, v in final.items()},
+        "best": best,
+        "wall_time_s": elapsed,
+        "steps_per_s": cfg.steps / max(elapsed, 1e-9),
+    }
+    rundir.write_json("summary.json", summary)
+    return summary

@@ -1,0 +1,119 @@
+"""The method contract: one `train_step` per algorithm, the shared loop does the rest.
+
+A method gets the model, its optimizer, the task, the EMA teacher (when it asks for one) and
+the name of a hypergradient estimator (meta methods). It never opens files or parses configs.
+Baselines implement `loss(batch)`; meta methods override `train_step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .task import Task
+
+
+@dataclass
+class Batch:
+    """One step's data. Images are float tensors; `y` are class indices or standardised landmarks.
+
+    `u` holds the views of the unlabeled batch the method asked for (its `views`), `u_offsets`
+    their translations in pixels (landmarks), `u_true` the hidden ground truth of the unlabeled
+    samples (diagnostics only), `hold_x/hold_y` a hold-out batch (Learning to Impute).
+    """
+
+    x: Tensor
+    y: Tensor
+    u: list[Tensor]
+    step: int
+    total_steps: int
+    u_offsets: list[Tensor] | None = None
+    u_true: Tensor | None = None
+    hold_x: Tensor | None = None
+    hold_y: Tensor | None = None
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(1, self.total_steps)
+
+
+def linear_ramp(progress: float, fraction: float) -> float:
+    """0 → 1 linearly over the first `fraction` of training, then 1."""
+    return 1.0 if fraction <= 0 else min(1.0, progress / fraction)
+
+
+@dataclass
+class NoConfig:
+    """For methods without hyperparameters."""
+
+
+class Method:
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    views: ClassVar[tuple[str, ...]] = ("weak",)  # augmentations of the unlabeled batch
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "landmarks")
+    needs_teacher: ClassVar[bool] = False
+    needs_holdout: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        cfg: Any,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        task: Task,
+        teacher: nn.Module | None = None,
+        estimator: str = "func",
+    ) -> None:
+        if task.kind not in self.tasks:
+            raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
+        if self.needs_teacher and teacher is None:
+            raise ValueError(f"method {self.name!r} needs an EMA teacher (set ema_decay > 0)")
+        self.cfg, self.model, self.optimizer, self.task = cfg, model, optimizer, task
+        self.teacher, self.estimator = teacher, estimator
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step; returns scalar logs."""
+        self.model.train()
+        loss, logs = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), **logs}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state beyond model and optimizer (meta-networks, their optimizers, …)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"method {self.name!r} has no state, got keys {sorted(state)}")
+
+
+@dataclass
+class Registry:
+    """Methods by name; unknown or duplicate names raise."""
+
+    methods: dict[str, type[Method]] = field(default_factory=dict)
+
+    def add(self, cls: type[Method]) -> type[Method]:
+        if cls.name in self.methods:
+            raise ValueError(f"duplicate method name {cls.name!r}")
+        self.methods[cls.name] = cls
+        return cls
+
+    def __getitem__(self, name: str) -> type[Method]:
+        if name not in self.methods:
+            raise KeyError(f"unknown method {name!r}; valid: {', '.join(sorted(self.methods))}")
+        return self.methods[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.methods
+
+    def __iter__(self):
+        return iter(self.methods)

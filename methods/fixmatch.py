@@ -1,0 +1,59 @@
+"""FixMatch (Sohn et al., 2020), the base of Meta-Threshold.
+
+    L = L_sup(x, y) + λ_u · mean_j 1[max p_j ≥ τ] · CE(f(A_s(u_j)), argmax p_j),
+    p_j = softmax(f(A_w(u_j)) / T)  (no gradient)
+
+One forward pass over [x, weak u, strong u] (BatchNorm statistics over all of it). When the
+unlabeled ground truth is known, logs how many pseudo labels pass the threshold correctly and
+wrongly (Meta-T Fig. 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Batch, Method
+
+
+@dataclass
+class FixMatchConfig:
+    weight: float = 1.0
+    threshold: float = 0.95
+    temperature: float = 1.0
+
+
+def pseudo_label_counts(labels: Tensor, mask: Tensor, truth: Tensor | None) -> dict[str, float]:
+    """Mask rate, and the numbers of correct and wrong pseudo labels that pass the threshold."""
+    logs = {"mask_rate": float(mask.float().mean())}
+    if truth is not None:
+        passed = mask.bool()
+        logs["pl_correct"] = float((passed & (labels == truth)).sum())
+        logs["pl_wrong"] = float((passed & (labels != truth)).sum())
+    return logs
+
+
+class FixMatch(Method):
+    name = "fixmatch"
+    Config = FixMatchConfig
+    views = ("weak", "strong")
+    tasks = ("classification",)
+
+    def forward_all(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        n, m = len(batch.x), len(batch.u[0])
+        out = self.model(torch.cat([batch.x, batch.u[0], batch.u[1]]))
+        return out[:n], out[n : n + m], out[n + m :]
+
+    def loss(self, batch: Batch):
+        out_x, out_w, out_s = self.forward_all(batch)
+        probs = (out_w.detach() / self.cfg.temperature).softmax(1)
+        conf, labels = probs.max(1)
+        mask = (conf >= self.cfg.threshold).to(out_s.dtype)
+        sup = self.task.supervised(out_x, batch.y)
+        unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
+        logs = {"sup": sup.item(), "unsup": unsup.item()}
+        logs |= pseudo_label_counts(labels, mask, batch.u_true)
+        return sup + self.cfg.weight * unsup, logs

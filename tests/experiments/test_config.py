@@ -1,0 +1,86 @@
+"""Config errors name the key; the CLI reports them without a traceback."""
+
+import pytest
+
+from experiments import configs
+from experiments.__main__ import main
+from experiments.config import ConfigError, apply_overrides, smoke
+
+
+@pytest.fixture
+def cfg():
+    return configs.get("fixmatch_digits")
+
+
+def test_overrides_are_typed(cfg):
+    out = apply_overrides(
+        cfg,
+        [
+            "lr=0.01",
+            "steps=7",
+            "nesterov=false",
+            "milestones=0.5,0.75",
+            "method.threshold=0.8",
+            "model.hidden=32",
+            "estimator=fd",
+        ],
+    )
+    assert (out.lr, out.steps, out.nesterov, out.milestones) == (0.01, 7, False, (0.5, 0.75))
+    assert out.method_config().threshold == 0.8 and out.model_kw["hidden"] == 32
+    assert out.estimator == "fd"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("lrr=0.1", "unknown key 'lrr'; valid keys: batch_size"),
+        ("steps=ten", "steps='ten': expected int"),
+        ("nesterov=maybe", "nesterov='maybe': expected bool"),
+        (
+            "method.treshold=0.9",
+            "unknown key 'method.treshold' (method keys: temperature, threshold, weight)",
+        ),
+        ("method.threshold=high", "method.threshold='high': expected float"),
+        ("estimator=exact", "estimator: unknown estimator 'exact'; valid: higher, func"),
+        ("method=fixmatch2", "method: unknown method 'fixmatch2'; valid:"),
+        ("schedule=linear", "schedule: schedule must be constant, step or cosine"),
+        ("lr", "override 'lr' is not of the form key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(cfg, item, message):
+    with pytest.raises((ConfigError, KeyError)) as err:
+        apply_overrides(cfg, [item])
+    assert message in str(err.value)
+
+
+def test_unknown_experiment_lists_available():
+    with pytest.raises(
+        ConfigError, match=r"unknown experiment 'fixmatch_digit'; available: .*fixmatch_digits"
+    ):
+        configs.get("fixmatch_digit")
+
+
+def test_every_named_experiment_loads_and_validates():
+    names = configs.names()
+    assert {
+        "supervised_digits",
+        "mean_teacher_synthfaces",
+        "supervised_aflw",
+        "pseudo_label_cifar10",
+    } <= set(names)
+    for name in names:
+        cfg = configs.get(name)
+        apply_overrides(cfg, [])  # validates
+        assert smoke(cfg).steps <= 30
+
+
+def test_cli_reports_errors_without_traceback(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
+    assert main(["supervised_digits", "lrr=1"]) == 2
+    assert "error: unknown key 'lrr'" in capsys.readouterr().err
+    assert main(["supervised_aflw", "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "AFLW not found at" in err and str(tmp_path / "data" / "aflw") in err
+    assert "make exp NAME=impute_v2_synthfaces" in err and "Traceback" not in err
+    assert main([]) == 2 and "supervised_digits" in capsys.readouterr().out

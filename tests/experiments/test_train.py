@@ -1,0 +1,123 @@
+"""The shared loop: smoke runs of every embedded experiment, run directory, determinism, resume."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments import configs
+from experiments.config import ConfigError, apply_overrides, smoke
+from experiments.train import train
+from methods.mixup import Mixup
+
+EMBEDDED = [n for n in configs.names() if n.endswith(("_digits", "_synthfaces"))]
+TIMING = {"wall_time_s", "steps_per_s"}
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def _comparable(run: Path):
+    rows = [r for r in _rows(run / "metrics.csv") if r["split"] != "time"]
+    summary = json.loads((run / "summary.json").read_text())
+    return rows, {k: v for k, v in summary.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_smoke_run(name, tmp_path):
+    cfg = smoke(configs.get(name))
+    summary = train(cfg, seed=0, scale="smoke", root=tmp_path, progress=False)
+    run = tmp_path / name / "seed0"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "ckpt.pt",
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+    ]
+    config = json.loads((run / "config.json").read_text())
+    assert config["name"] == name and config["steps"] == cfg.steps and config["seed"] == 0
+    rows = _rows(run / "metrics.csv")
+    assert list(rows[0]) == ["step", "split", "metric", "value"]
+    assert {r["split"] for r in rows} >= {"train", "val", "test", "time"}
+    assert summary["primary"] in summary["final"] and summary["steps_per_s"] > 0
+    assert summary["best"]["step"] in (15, 30)
+
+
+def test_same_seed_same_numbers_and_config_conflict(tmp_path):
+    cfg = smoke(configs.get("mixup_digits"))
+    train(cfg, 0, "smoke", root=tmp_path / "a", progress=False)
+    train(cfg, 0, "smoke", root=tmp_path / "b", progress=False)
+    assert _comparable(tmp_path / "a/mixup_digits/seed0") == _comparable(
+        tmp_path / "b/mixup_digits/seed0"
+    )
+    train(cfg, 1, "smoke", root=tmp_path / "a", progress=False)
+    assert _comparable(tmp_path / "a/mixup_digits/seed1") != _comparable(
+        tmp_path / "a/mixup_digits/seed0"
+    )
+    other = apply_overrides(cfg, ["lr=0.5"])
+    with pytest.raises(
+        ConfigError, match=r"holds a run with a different config \(differs in \['lr'\]\)"
+    ):
+        train(other, 0, "smoke", root=tmp_path / "a", progress=False)
+
+
+def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
+    """Interrupted between checkpoints (step 25 of 40, checkpoints every 10), the rerun resumes
+    from step 20 and ends with the numbers of an uninterrupted run."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+
+    original = Mixup.train_step
+
+    def dies_at_25(self, batch):
+        if batch.step == 25:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Mixup, "train_step", dies_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    run = tmp_path / "cut/mixup_digits/seed0"
+    assert not (run / "summary.json").exists()
+    assert max(int(r["step"]) for r in _rows(run / "metrics.csv")) == 20
+    monkeypatch.setattr(Mixup, "train_step", original)
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+
+
+def test_killed_process_resumes(tmp_path):
+    """SIGKILL `python -m experiments` after its first checkpoint, then run the same command."""
+    env = {**os.environ, "RUNS_ROOT": str(tmp_path / "runs")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments",
+        "supervised_digits",
+        "--scale",
+        "smoke",
+        "--quiet",
+        "steps=1500",
+        "eval_every=100",
+    ]
+    run = "supervised_digits+eval_every=100+steps=1500+smoke"
+    ckpt = tmp_path / "runs" / run / "seed0/ckpt.pt"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (ckpt.parent / "summary.json").exists()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    env["RUNS_ROOT"] = str(tmp_path / "whole")
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert _comparable(ckpt.parent) == _comparable(tmp_path / "whole" / run / "seed0")
