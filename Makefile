@@ -8,7 +8,7 @@ SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
 
-.PHONY: setup test lint format compare demo exp list clean
+.PHONY: setup test lint format compare demo exp list baselines clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ exp: $(STAMP)
 
 list: $(STAMP)
 	$(PY) -m experiments --list
+
+baselines: $(STAMP)
+	$(PY) -m analysis.baselines
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

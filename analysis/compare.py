@@ -198,18 +198,21 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def _plot(frame: pd.DataFrame, path: Path) -> None:
+    """Left: cost relative to a plain step. Right: relative error against `func` (log scale);
+    one colour per estimator, o = float64, x = float32 (problem names carry the CNN width)."""
     dtype = "float32" if "float32" in set(frame.dtype) else frame.dtype.iloc[0]
     timing = frame[frame.dtype == dtype]
     plain = timing[timing.estimator == "plain_step"].set_index("problem").ms
     problems = list(dict.fromkeys(timing.problem))
-    names = [n for n in dict.fromkeys(timing.estimator) if n != "plain_step"]
-    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(13, 4.5))
+    names = [n for n in dict.fromkeys(frame.estimator) if n != "plain_step"]
+    colour = {n: f"C{i}" for i, n in enumerate(names)}
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(14, 4.8))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         sub = timing[timing.estimator == name].set_index("problem")
         xs = [j + i * width for j, p in enumerate(problems) if p in sub.index]
         ys = [sub.ms[p] / plain[p] for p in problems if p in sub.index]
-        ax_t.bar(xs, ys, width, label=name)
+        ax_t.bar(xs, ys, width, label=name, color=colour[name])
     ax_t.axhline(1.0, color="k", lw=1, ls="--")
     ax_t.set_xticks([j + 0.4 - width / 2 for j in range(len(problems))], problems, rotation=30)
     ax_t.set_ylabel(f"time / plain training step ({dtype})")
@@ -217,16 +220,21 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
     ax_t.legend(fontsize=8, ncol=2)
 
     acc = frame[~frame.estimator.isin(["plain_step", "virtual_step", "func"])]
-    all_problems = list(dict.fromkeys(frame.problem))
+    all_problems = list(dict.fromkeys(acc.problem))
     for (name, dt), sub in acc.groupby(["estimator", "dtype"], sort=False):
-        marker = "o" if dt == "float64" else "x"
         xs = [all_problems.index(p) for p in sub.problem]
-        ax_e.scatter(xs, sub.rel_error.clip(lower=1e-17), marker=marker, label=f"{name} ({dt})")
+        ax_e.scatter(
+            xs,
+            sub.rel_error.clip(lower=1e-17),
+            color=colour[name],
+            marker="o" if dt == "float64" else "x",
+            label=name if dt == dtype else None,
+        )
     ax_e.set_yscale("log")
     ax_e.set_xticks(range(len(all_problems)), all_problems, rotation=30, fontsize=8)
-    ax_e.set_ylabel("relative error vs func")
-    ax_e.set_title("Accuracy (o float64, x float32)")
-    ax_e.legend(fontsize=7, ncol=2)
+    ax_e.set_ylabel("relative error vs func (0 shown at 1e-17)")
+    ax_e.set_title("Accuracy: o float64, x float32")
+    ax_e.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -31,6 +31,8 @@ class Config:
     model_kw: dict[str, Any] = field(default_factory=dict)
     method_kw: dict[str, Any] = field(default_factory=dict)
     estimator: str = "func"  # hypergradient estimator of meta methods
+    # options per estimator name, used when that estimator is selected: {"fd": {"r": 0.01}}
+    estimator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # data
     num_labels: int = 0  # classification: total labeled samples, class-balanced
     label_fraction: float = 0.0  # landmarks: share of the training set that is labeled
@@ -56,6 +58,10 @@ class Config:
     eval_limit: int = 0  # evaluate on at most this many samples per split (0: all)
     device: str = "auto"
 
+    def estimator_kw(self) -> dict[str, Any]:
+        """Options for the selected estimator (those set for other estimators are ignored)."""
+        return dict(self.estimator_options.get(self.estimator, {}))
+
     def method_config(self) -> Any:
         """The method's own hyperparameter dataclass, from `method_kw`."""
         cls = METHODS[self.method].Config
@@ -70,6 +76,26 @@ class Config:
 
 
 _TOP = {f.name: f for f in fields(Config)}
+_NOT_FLAT = ("name", "model_kw", "method_kw", "estimator_options")
+
+
+def _estimator_option(key: str, name: str, option: str) -> Any:
+    """The default of an estimator's keyword option (its type types the value)."""
+    import inspect
+
+    from bilevel import ESTIMATORS
+
+    if name not in ESTIMATORS:
+        raise ConfigError(f"{key}: unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+    params = {
+        p.name: p.default
+        for p in inspect.signature(ESTIMATORS[name]).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    if option not in params:
+        valid = ", ".join(params) or "none"
+        raise ConfigError(f"unknown key {key!r} (options of {name!r}: {valid})")
+    return params[option]
 
 
 def _parse(key: str, text: str, kind: Any) -> Any:
@@ -114,6 +140,7 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
     hints = typing.get_type_hints(Config)
     changes: dict[str, Any] = {}
     method_kw, model_kw = dict(cfg.method_kw), dict(cfg.model_kw)
+    estimator_options = cfg.estimator_options
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -126,17 +153,25 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
                 valid = ", ".join(sorted(known)) or "none"
                 raise ConfigError(f"unknown key {key!r} (method keys: {valid})")
             method_kw[sub] = _parse(key, text, typing.get_type_hints(method_cls)[sub])
+        elif key.startswith("estimator."):
+            name, _, opt = key.removeprefix("estimator.").partition(".")
+            default = _estimator_option(key, name, opt)
+            options = {k: dict(v) for k, v in estimator_options.items()}
+            options.setdefault(name, {})[opt] = _parse(key, text, type(default))
+            estimator_options = options
         elif key.startswith("model."):
             sub = key.removeprefix("model.")
             model_kw[sub] = _parse_literal(key, text, model_kw.get(sub))
-        elif key in _TOP and key not in ("name", "model_kw", "method_kw"):
+        elif key in _TOP and key not in _NOT_FLAT:
             changes[key] = _parse(key, text, hints[key])
         else:
             valid = sorted(k for k in _TOP if k not in ("name", "model_kw", "method_kw"))
             raise ConfigError(
                 f"unknown key {key!r}; valid keys: {', '.join(valid)}, method.<name>, model.<name>"
             )
-    out = replace(cfg, **changes, method_kw=method_kw, model_kw=model_kw)
+    out = replace(
+        cfg, **changes, method_kw=method_kw, model_kw=model_kw, estimator_options=estimator_options
+    )
     validate(out)
     return out
 

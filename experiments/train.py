@@ -90,7 +90,13 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
     cls = METHODS[cfg.method]
     teacher = ema.module if ema is not None else None
     method = cls(
-        cfg.method_config(), model, opt, data.task, teacher=teacher, estimator=cfg.estimator
+        cfg.method_config(),
+        model,
+        opt,
+        data.task,
+        teacher=teacher,
+        estimator=cfg.estimator,
+        estimator_kw=cfg.estimator_kw(),
     )
     sizes = {
         "labeled": cfg.batch_size,

@@ -66,6 +66,7 @@ class Method:
         task: Task,
         teacher: nn.Module | None = None,
         estimator: str = "func",
+        estimator_kw: dict[str, Any] | None = None,
     ) -> None:
         if task.kind not in self.tasks:
             raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
@@ -73,6 +74,7 @@ class Method:
             raise ValueError(f"method {self.name!r} needs an EMA teacher (set ema_decay > 0)")
         self.cfg, self.model, self.optimizer, self.task = cfg, model, optimizer, task
         self.teacher, self.estimator = teacher, estimator
+        self.estimator_kw = dict(estimator_kw or {})
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError

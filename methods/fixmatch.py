@@ -36,19 +36,21 @@ def pseudo_label_counts(labels: Tensor, mask: Tensor, truth: Tensor | None) -> d
     return logs
 
 
+def forward_all(model: torch.nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward pass over [x, weak u, strong u], split back."""
+    n, m = len(batch.x), len(batch.u[0])
+    out = model(torch.cat([batch.x, batch.u[0], batch.u[1]]))
+    return out[:n], out[n : n + m], out[n + m :]
+
+
 class FixMatch(Method):
     name = "fixmatch"
     Config = FixMatchConfig
     views = ("weak", "strong")
     tasks = ("classification",)
 
-    def forward_all(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        n, m = len(batch.x), len(batch.u[0])
-        out = self.model(torch.cat([batch.x, batch.u[0], batch.u[1]]))
-        return out[:n], out[n : n + m], out[n + m :]
-
     def loss(self, batch: Batch):
-        out_x, out_w, out_s = self.forward_all(batch)
+        out_x, out_w, out_s = forward_all(self.model, batch)
         probs = (out_w.detach() / self.cfg.temperature).softmax(1)
         conf, labels = probs.max(1)
         mask = (conf >= self.cfg.threshold).to(out_s.dtype)

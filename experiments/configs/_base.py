@@ -80,6 +80,10 @@ CIFAR10 = Config(
     unlabeled_batch=128,
     eval_every=10_000,
 )
+SVHN = replace(CIFAR10, dataset="svhn", num_labels=1000, weight_decay=5e-5)
+CIFAR100 = replace(CIFAR10, dataset="cifar100", num_labels=10000)
+# Meta-Gradient SSL: the paper's first-order approximation is the default estimator
+METAGRAD = {"estimator": "fd", "estimator_options": {"fd": {"lookahead": False}}}
 # CIFAR-10 with WRN-28-2, 250 labels (FixMatch / MixMatch protocol)
 CIFAR10_WRN = Config(
     name="",
@@ -99,6 +103,15 @@ CIFAR10_WRN = Config(
     ema_decay=0.999,
     eval_ema=True,
     eval_every=10_000,
+)
+
+CIFAR100_WRN = replace(
+    CIFAR10_WRN,
+    dataset="cifar100",
+    model="wrn28",
+    model_kw={"widen": 8},
+    num_labels=2500,
+    weight_decay=1e-3,
 )
 
 

@@ -1,0 +1,81 @@
+"""Run named experiments over seeds (skipping finished runs) and tabulate mean ± std.
+
+Usable from a notebook (`collect`, `table`) and as the engine of the check commands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from experiments import configs
+from experiments.config import apply_overrides, smoke
+from experiments.rundir import RunDir, run_name
+from experiments.train import train
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row of a table: an experiment with command-line changes, and a label for it."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    label: str = ""
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def title(self) -> str:
+        return self.label or run_name(self.name, list(self.overrides))
+
+
+def ensure_run(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> dict:
+    """The summary of `spec` at `seed`, training it first unless it already finished."""
+    run_id = run_name(spec.name, list(spec.overrides), scale)
+    path = RunDir.for_run(run_id, seed, root).file("summary.json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    cfg = configs.get(spec.name)
+    cfg = apply_overrides(smoke(cfg) if scale == "smoke" else cfg, list(spec.overrides))
+    return train(cfg, seed, scale, root=root, run_id=run_id)
+
+
+def collect(
+    specs: list[Spec], seeds: list[int], scale: str = "full", root: Path | None = None
+) -> pd.DataFrame:
+    """One row per (spec, seed): the primary test metric of the final model, and costs."""
+    rows = []
+    for spec in specs:
+        for seed in seeds:
+            s = ensure_run(spec, seed, scale, root)
+            rows.append(
+                {
+                    "run": spec.title,
+                    "experiment": spec.name,
+                    "seed": seed,
+                    "metric": s["primary"],
+                    "value": s["final"][s["primary"]],
+                    "wall_time_s": s["wall_time_s"],
+                    "steps_per_s": s["steps_per_s"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def table(frame: pd.DataFrame) -> pd.DataFrame:
+    """mean ± std over seeds per run (in the order of first appearance)."""
+    order = list(dict.fromkeys(frame.run))
+    grouped = frame.groupby("run", sort=False)
+    out = pd.DataFrame(
+        {
+            "metric": grouped.metric.first(),
+            "mean": grouped.value.mean(),
+            "std": grouped.value.std(ddof=1).fillna(0.0),
+            "seeds": grouped.seed.count(),
+            "steps_per_s": grouped.steps_per_s.mean(),
+        }
+    ).loc[order]
+    out["result"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(out["mean"], out["std"], strict=True)]
+    return out.reset_index()

@@ -1,0 +1,12 @@
+"""Learning to Impute V1 on a Mean-Teacher base, AFLW, 1% labels (authors' settings)."""
+
+from ._base import AFLW, experiment
+
+CONFIG = experiment(
+    __name__,
+    AFLW,
+    "impute",
+    eval_ema=True,
+    holdout_batch=128,
+    method_kw={"variant": "v1", "base": "mean_teacher", "inner_lr_scale": 1.0},
+)

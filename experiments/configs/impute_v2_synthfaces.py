@@ -1,0 +1,12 @@
+"""Learning to Impute V2 on a Mean-Teacher base, synthetic faces, 1% labels."""
+
+from ._base import SYNTHFACES, experiment
+
+CONFIG = experiment(
+    __name__,
+    SYNTHFACES,
+    "impute",
+    eval_ema=True,
+    holdout_batch=32,
+    method_kw={"variant": "v2", "base": "mean_teacher", "inner_lr_scale": 10.0},
+)

@@ -1,0 +1,5 @@
+"""Meta-Semi on digits, 50 labels; its base is mean_teacher_digits."""
+
+from ._base import DIGITS, experiment
+
+CONFIG = experiment(__name__, DIGITS, "meta_semi", ema_decay=0.99, method_kw={"beta": 1.0})

@@ -1,0 +1,5 @@
+"""Meta-Threshold on digits, 50 labels (TGN with Adam 1e-3); its base is fixmatch_digits."""
+
+from ._base import DIGITS, experiment
+
+CONFIG = experiment(__name__, DIGITS, "meta_threshold", method_kw={"meta_lr": 1e-3})

@@ -1,0 +1,122 @@
+"""Meta-Threshold (Meta-T, Wei et al.): per-sample confidence thresholds from a threshold
+generation network (TGN) trained through the hypergradient, on a FixMatch base.
+
+    p_m = softmax f(A_w(u_m)), ŷ_m = argmax p_m, p̄_c = mean p_m over the batch's ŷ_m = c  (Eq. 5)
+    τ_m = TGN_Θ([p_m, p̄_{ŷ_m}])         MLP {2C, 100, 1}, sigmoid output (Eq. 6)
+    S(x) = 1 / (1 + e^{−βx}), β = 100     differentiable surrogate of 1[x ≥ 0]
+
+Our copy of the paper lacks Sec. 4.3 (Eq. 7-10, Alg. 1); the update follows the reconstruction
+in shared/papers/README.md (the three-phase pattern its appendix Eq. 15-17 use):
+  1. virtual step ŵ(Θ) = w − α ∇_w (1/nμ) Σ_m S(max p_m − τ_m(Θ)) CE(f(A_s(u_m)), ŷ_m)   (Eq. 15)
+  2. meta step Θ ← Adam(Θ, ∇_Θ (1/n) Σ_i CE(f(x_i; ŵ(Θ)), y_i)), lr 1e-3, on the labeled batch
+  3. actual step w ← w − α ∇_w [L_sup + λ_u mean_m 1[max p_m ≥ τ_m(Θ_new)] CE(f(A_s(u_m)), ŷ_m)]
+The actual step uses the hard indicator (FixMatch's mask with τ_m); the surrogate is used only
+where a derivative is needed. Green Meta-T (Alg. 2) runs the meta step every `k` iterations
+(cost (k+2)/k of FixMatch). Logs thresholds, mask rate and the correct/wrong pseudo labels
+that pass them (Fig. 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .base import Batch
+from .fixmatch import forward_all, pseudo_label_counts
+from .meta import MetaMethod
+
+
+@dataclass
+class MetaThresholdConfig:
+    weight: float = 1.0  # λ_u
+    sharpness: float = 100.0  # β of the surrogate S
+    hidden: int = 100
+    meta_lr: float = 1e-3  # Adam on the TGN
+    k: int = 1  # Green Meta-T: meta step every k iterations (k = 1: Meta-T)
+
+
+def class_average_confidence(probs: Tensor) -> Tensor:
+    """p̄_{ŷ_m} for each sample: the mean softmax vector of the batch's samples with its label."""
+    labels, classes = probs.argmax(1), probs.shape[1]
+    sums = probs.new_zeros(classes, classes).index_add_(0, labels, probs)
+    counts = torch.bincount(labels, minlength=probs.shape[1]).clamp_min(1).to(probs)
+    return (sums / counts[:, None])[labels]
+
+
+class MetaThreshold(MetaMethod):
+    name = "meta_threshold"
+    Config = MetaThresholdConfig
+    views = ("weak", "strong")
+    tasks = ("classification",)
+
+    def __init__(self, cfg, model, *args, **kwargs):
+        super().__init__(cfg, model, *args, **kwargs)
+        if cfg.k < 1:
+            raise ValueError(f"meta_threshold: k must be >= 1, got {cfg.k}")
+        classes = next(
+            m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)
+        ).out_features
+        param = next(model.parameters())
+        self.tgn = nn.Sequential(
+            nn.Linear(2 * classes, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1), nn.Sigmoid()
+        ).to(param.device, param.dtype)
+        self.tgn_opt = torch.optim.Adam(self.tgn.parameters(), lr=cfg.meta_lr)
+
+    def thresholds(self, feats: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+        return functional_call(self.tgn, params or dict(self.tgn.named_parameters()), (feats,))[
+            :, 0
+        ]
+
+    def meta_step(self, batch: Batch, probs: Tensor) -> dict[str, float]:
+        """One Adam step of the TGN on the hypergradient of the labeled loss (Θ only)."""
+        conf, labels = probs.max(1)
+        feats = torch.cat([probs, class_average_confidence(probs)], 1)
+        strong, beta = batch.u[1], self.cfg.sharpness
+
+        def inner(f, theta):
+            gate = torch.sigmoid(beta * (conf - self.thresholds(feats, theta)))
+            return (gate * F.cross_entropy(f(strong), labels, reduction="none")).mean()
+
+        def outer(f):
+            return F.cross_entropy(f(batch.x), batch.y)
+
+        theta = {k: v.detach() for k, v in self.tgn.named_parameters()}
+        grads = self.hypergradient(self.problem(inner, outer), theta)
+        self.tgn_opt.zero_grad(set_to_none=True)
+        for name, p in self.tgn.named_parameters():
+            p.grad = grads[name].to(p.dtype)
+        self.tgn_opt.step()
+        return {"meta_grad_norm": float(torch.cat([g.flatten() for g in grads.values()]).norm())}
+
+    def loss(self, batch: Batch):
+        out_x, out_w, out_s = forward_all(self.model, batch)
+        probs = out_w.detach().softmax(1)
+        logs: dict[str, float] = {"meta": 0.0}
+        if batch.step % self.cfg.k == 0:
+            logs |= self.meta_step(batch, probs) | {"meta": 1.0}
+        conf, labels = probs.max(1)
+        with torch.no_grad():
+            tau = self.thresholds(torch.cat([probs, class_average_confidence(probs)], 1))
+        mask = (conf >= tau).to(out_s.dtype)
+        sup = F.cross_entropy(out_x, batch.y)
+        unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
+        logs |= {
+            "sup": sup.item(),
+            "unsup": unsup.item(),
+            "tau_mean": tau.mean().item(),
+            "tau_std": tau.std().item() if len(tau) > 1 else 0.0,
+        }
+        logs |= pseudo_label_counts(labels, mask, batch.u_true)
+        return sup + self.cfg.weight * unsup, logs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tgn": self.tgn.state_dict(), "tgn_opt": self.tgn_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tgn.load_state_dict(state["tgn"])
+        self.tgn_opt.load_state_dict(state["tgn_opt"])
