@@ -8,7 +8,7 @@ SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
 
-.PHONY: setup test lint format compare demo exp list baselines clean
+.PHONY: setup test lint format compare demo exp list baselines check-meta clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ list: $(STAMP)
 
 baselines: $(STAMP)
 	$(PY) -m analysis.baselines
+
+check-meta: $(STAMP)
+	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS))
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

@@ -3,13 +3,16 @@ lowers the loss on a hold-out batch.
 
     z = ψ(u')          the base's imputation: the model's (PL) or EMA teacher's (MT) prediction
                        on a first view, moved into the frame of the second view u'' (landmarks)
-    θ*(z) = θ − η ∇_θ [C^T(x, y) + λ C^U(f(u''), z)]       virtual step (real optimizer, lr η)
+    θ*(z) = θ − η ∇_θ [C^T(x, y) + C^U(f(u''), z)]         virtual step (real optimizer, lr η;
+                                                           no λ, as the paper's inner loop)
     g = ∂ C^H(θ*(z)) / ∂z,   C^H = supervised loss on the hold-out batch   (the estimator)
 
-V1 (z are parameters): ẑ = z − η_z g (soft labels renormalised), then the real step on
+C^U averages over the B_u unlabeled samples, so g carries 1/B_u; the steps below use B_u·g, the
+gradient of the summed loss of the paper's App. B, so that η_z does not depend on batch size.
+V1 (z are parameters): ẑ = z − η_z B_u g (soft labels renormalised), then the real step on
     C^T + λ(t) C^U(ẑ).
-V2 (g flows through ψ into θ): the real step on C^T + λ(t) C^U(z) + η_z ⟨g, ψ(θ)⟩, i.e. the
-    parameters get the extra gradient η_z gᵀ ∂ψ/∂θ. With the MT base ψ is the EMA teacher; its
+V2 (g flows through ψ into θ): the real step on C^T + λ(t) C^U(z) + η_z B_u ⟨g, ψ(θ)⟩, i.e. the
+    parameters get the extra gradient η_z B_u gᵀ ∂ψ/∂θ. With the MT base ψ is the EMA teacher; its
     gradient is taken at the teacher's weights and applied to the student's (approximation:
     θ_EMA ≈ θ).
 Simplification of the paper's Alg. 1: one real step per iteration after the z update (the
@@ -76,16 +79,16 @@ class Impute(MetaMethod):
             return soft_cross_entropy(out, z).mean()
         return self.task.consistency(out, z)
 
-    def inner_problem(self, batch: Batch, lam: float, z: torch.Tensor):
+    def inner_problem(self, batch: Batch, z: torch.Tensor):
         u = batch.u[1]
         if self.classes:  # structured, so `analytic` serves one-layer models
             labeled = (batch.x, one_hot(batch.y, z.shape[1], z))
-            inner = ImputedTargets(u, "ce", weight=lam, labeled=labeled)
+            inner = ImputedTargets(u, "ce", labeled=labeled)
             coupled = inner.unlabeled
         else:
 
             def coupled(f, hp):
-                return lam * self.unlabeled_loss(f(u), hp["z"])
+                return self.unlabeled_loss(f(u), hp["z"])
 
             def inner(f, hp):
                 return coupled(f, hp) + self.task.supervised(f(batch.x), batch.y)
@@ -95,12 +98,12 @@ class Impute(MetaMethod):
 
         return self.problem(inner, outer, coupled, lr_scale=self.cfg.inner_lr_scale)
 
-    def meta_step(self, batch: Batch, lam: float):
+    def meta_step(self, batch: Batch):
         """(z, g = ∂C^H/∂z, logs) without changing the model."""
         z = self.predict(self.imputer(), batch.u[0])
         offsets = batch.u_offsets or [None, None]
         z = self.task.transfer(z, offsets[0], offsets[1])
-        problem = self.inner_problem(batch, lam, z)
+        problem = self.inner_problem(batch, z)
         g = self.hypergradient(problem, {"z": z})["z"]
         logs = {"meta_grad_norm": g.norm().item()}
         if batch.step % self.cfg.log_every == 0:
@@ -111,13 +114,13 @@ class Impute(MetaMethod):
         return z, g, logs
 
     def updated(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        z_hat = z - self.cfg.meta_lr * g
+        z_hat = z - self.cfg.meta_lr * len(z) * g
         return renormalise(z_hat) if self.classes else z_hat
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         self.model.train()
         lam = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        z, g, logs = self.meta_step(batch, max(lam, 1e-12))
+        z, g, logs = self.meta_step(batch)
         target = self.updated(z, g) if self.cfg.variant == "v1" else z
         sup = self.task.supervised(self.model(batch.x), batch.y)
         unsup = self.unlabeled_loss(self.model(batch.u[1]), target)
@@ -130,10 +133,10 @@ class Impute(MetaMethod):
         return {"loss": loss.item(), "sup": sup.item(), "unsup": unsup.item(), **logs}
 
     def _psi_gradient(self, batch: Batch, g: torch.Tensor) -> None:
-        """Add η_z gᵀ ∂ψ/∂θ to the parameters' gradients (V2)."""
+        """Add η_z B_u gᵀ ∂ψ/∂θ to the parameters' gradients (V2)."""
         net = self.imputer()
         params = [p for p in net.parameters() if p.requires_grad]
-        surrogate = (self.impute(batch, net) * g).sum() * self.cfg.meta_lr
+        surrogate = (self.impute(batch, net) * g).sum() * self.cfg.meta_lr * len(g)
         grads = torch.autograd.grad(surrogate, params, allow_unused=True)
         for p, extra in zip(self.model.parameters(), grads, strict=True):
             if extra is not None:

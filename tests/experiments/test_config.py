@@ -79,8 +79,10 @@ def test_cli_reports_errors_without_traceback(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
     assert main(["supervised_digits", "lrr=1"]) == 2
     assert "error: unknown key 'lrr'" in capsys.readouterr().err
-    assert main(["supervised_aflw", "--scale", "smoke", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "AFLW not found at" in err and str(tmp_path / "data" / "aflw") in err
-    assert "make exp NAME=impute_v2_synthfaces" in err and "Traceback" not in err
+    for name in ("supervised_aflw", "impute_v2_aflw"):
+        assert main([name, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "AFLW not found at" in err and str(tmp_path / "data" / "aflw") in err
+        assert "aflw_train_keypoints.mat" in err and "python -m experiments.synthfaces" in err
+        assert "make exp NAME=impute_v2_synthfaces" in err and "Traceback" not in err
     assert main([]) == 2 and "supervised_digits" in capsys.readouterr().out

@@ -191,7 +191,7 @@ def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
     )
     cfg = {"variant": "v1", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
     method = _method("impute", cfg, copy.deepcopy(model), task)
-    z, g, _ = method.meta_step(b, 2.0)
+    z, g, _ = method.meta_step(b)
 
     pred = model(b.u[0]).detach()
     if task_kind == "classification":
@@ -207,14 +207,14 @@ def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
     zr = z_hand.clone().requires_grad_()
     g_hand = _virtual_grad(
         model,
-        lambda f, t: sup(f(b.x), b.y) + 2.0 * unl(f(b.u[1]), t),
+        lambda f, t: sup(f(b.x), b.y) + unl(f(b.u[1]), t),  # virtual step: no λ
         lambda f: sup(f(b.hold_x), b.hold_y),
         zr,
     )
     assert torch.allclose(g, g_hand, rtol=1e-10, atol=1e-14)
 
     # the real step trains on ẑ = z − η_z g (renormalised for soft labels)
-    z_hat = z_hand - 0.7 * g_hand
+    z_hat = z_hand - 0.7 * len(z_hand) * g_hand  # η_z B_u g
     z_hat = renormalise(z_hat) if task_kind == "classification" else z_hat
     loss = sup(model(b.x), b.y) + 2.0 * unl(model(b.u[1]), z_hat)
     expected = [
@@ -232,13 +232,13 @@ def test_impute_v2_adds_the_gradient_through_the_imputing_function():
     b, model = _batch(), _model()
     cfg = {"variant": "v2", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
     method = _method("impute", cfg, copy.deepcopy(model))
-    _, g, _ = method.meta_step(b, 2.0)
+    _, g, _ = method.meta_step(b)
     z = F.softmax(model(b.u[0]), 1)
     loss = (
         F.cross_entropy(model(b.x), b.y)
         - 2.0 * (z.detach() * F.log_softmax(model(b.u[1]), 1)).sum(1).mean()
     )
-    loss = loss + 0.7 * (z * g).sum()  # ⟨g, ψ(θ)⟩: its gradient is gᵀ ∂ψ/∂θ
+    loss = loss + 0.7 * len(g) * (z * g).sum()  # η_z B_u ⟨g, ψ(θ)⟩: gradient η_z B_u gᵀ ∂ψ/∂θ
     expected = [
         p - LR * gr
         for p, gr in zip(
@@ -268,8 +268,6 @@ META = {
 def _meta_step(method, b):
     if method.name == "meta_threshold":
         return method.meta_step(b, method.predict(method.model, b.u[0]))  # BN-neutral forward
-    if method.name == "impute":
-        return method.meta_step(b, 1.0)
     return method.meta_step(b)
 
 
