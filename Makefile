@@ -8,7 +8,7 @@ SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
 
-.PHONY: setup test lint format compare demo exp list baselines check-meta clean
+.PHONY: setup test lint format compare demo exp list baselines check-meta bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ baselines: $(STAMP)
 
 check-meta: $(STAMP)
 	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS))
+
+bench: $(STAMP)
+	$(PY) -m analysis.bench
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

@@ -235,3 +235,14 @@ def validate(cfg: Config) -> None:
 
 def as_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def config_defaults() -> dict[str, Any]:
+    """The default of every Config field that has one."""
+    out = {}
+    for f in fields(Config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out

@@ -55,13 +55,20 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def start(self, config: dict[str, Any]) -> None:
-        """Write config.json first; refuse a directory that holds a run of another config."""
+    def start(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+        """Write config.json first; refuse a directory that holds a run of another config.
+
+        Keys missing from an existing config.json (settings added to the toolkit after that run
+        started) count as equal when the new config holds their `defaults` value."""
         self.path.mkdir(parents=True, exist_ok=True)
         config = json.loads(json.dumps(config))  # as stored (tuples become lists)
         existing = self.file("config.json")
         if existing.is_file():
             old = json.loads(existing.read_text())
+            added = json.loads(
+                json.dumps({k: v for k, v in (defaults or {}).items() if k not in old})
+            )
+            old = {**added, **old}
             if old != config:
                 diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                 raise ConfigError(

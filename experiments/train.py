@@ -20,7 +20,7 @@ from tqdm import tqdm
 from methods import METHODS, Method
 
 from . import sources
-from .config import Config, as_dict
+from .config import Config, as_dict, config_defaults
 from .data import BatchMaker, SSLData, make_splits, mix_seed
 from .evaluate import evaluate, primary_metric
 from .models import MODELS
@@ -128,7 +128,7 @@ def train(
 ) -> dict[str, Any]:
     """Train `cfg` with `seed` into `root/<run_id or cfg.name>/seed<seed>/` (resuming if there)."""
     rundir = RunDir.for_run(run_id or cfg.name, seed, root)
-    rundir.start({**as_dict(cfg), "seed": seed, "scale": scale})
+    rundir.start({**as_dict(cfg), "seed": seed, "scale": scale}, config_defaults())
     run = build(cfg, seed, scale)
     state = rundir.load_checkpoint()
     start, rows, best, elapsed = 0, [], None, 0.0

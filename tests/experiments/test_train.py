@@ -121,3 +121,18 @@ def test_killed_process_resumes(tmp_path):
     env["RUNS_ROOT"] = str(tmp_path / "whole")
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     assert _comparable(ckpt.parent) == _comparable(tmp_path / "whole" / run / "seed0")
+
+
+def test_run_dir_accepts_settings_added_later_at_their_default(tmp_path):
+    from experiments.config import as_dict, config_defaults
+    from experiments.rundir import RunDir
+
+    cfg = {**as_dict(configs.get("supervised_digits")), "seed": 0, "scale": "full"}
+    old = {k: v for k, v in cfg.items() if k != "estimator_options"}  # written by an older version
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / "config.json").write_text(json.dumps(old))
+    run.start(cfg, config_defaults())  # the new key holds its default: the same run
+    changed = {**cfg, "estimator_options": {"fd": {"r": 0.1}}}
+    with pytest.raises(ConfigError, match="differs in \\['estimator_options'\\]"):
+        run.start(changed, config_defaults())
