@@ -54,6 +54,22 @@ def _missing(what: str, path: Path, layout: str, how: str) -> DataError:
     )
 
 
+def _landmark_source(name: str, train_x, train_y, test_x, test_y) -> Source:
+    """5-landmark sets: ±4 px translations, no flips, the last 10% of train for validation."""
+    return Source(
+        name,
+        "landmarks",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        10,
+        max_shift=4,
+        flip=False,
+        val_last_fraction=0.1,
+    )
+
+
 # -- embedded ----------------------------------------------------------------------------------
 def load_digits(seed: int = 0, test_size: int = 500) -> Source:
     """scikit-learn's bundled 8×8 digits (1797 real images, no download); fixed test split."""
@@ -81,18 +97,7 @@ def load_synthfaces(n_train: int = 6000, n_test: int = 1000, seed: int = 0) -> S
     """Procedural faces with 5 landmarks (see `experiments.synthfaces`), generated in memory."""
     train_x, train_y = synthfaces.generate(n_train, seed)
     test_x, test_y = synthfaces.generate(n_test, seed + 1)
-    return Source(
-        "synthfaces",
-        "landmarks",
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        10,
-        max_shift=4,
-        flip=False,
-        val_last_fraction=0.1,
-    )
+    return _landmark_source("synthfaces", train_x, train_y, test_x, test_y)
 
 
 # -- torchvision -------------------------------------------------------------------------------
@@ -236,18 +241,7 @@ def load_aflw(root: str | Path | None = None) -> Source:
     where = Path(root) if root is not None else data_root() / "aflw"
     train_x, train_y = _aflw_split(where, "train")
     test_x, test_y = _aflw_split(where, "test")
-    return Source(
-        "aflw",
-        "landmarks",
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        10,
-        max_shift=4,
-        flip=False,
-        val_last_fraction=0.1,
-    )
+    return _landmark_source("aflw", train_x, train_y, test_x, test_y)
 
 
 MTFL_LAYOUT = """  <root>/training.txt   lines: path x1 … x5 y1 … y5 gender smile glasses pose
@@ -294,18 +288,7 @@ def load_mtfl(root: str | Path | None = None) -> Source:
     where = Path(root) if root is not None else data_root() / "mtfl"
     train_x, train_y = _mtfl_split(where, where / "training.txt")
     test_x, test_y = _mtfl_split(where, where / "testing.txt")
-    return Source(
-        "mtfl",
-        "landmarks",
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        10,
-        max_shift=4,
-        flip=False,
-        val_last_fraction=0.1,
-    )
+    return _landmark_source("mtfl", train_x, train_y, test_x, test_y)
 
 
 def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -> Source:

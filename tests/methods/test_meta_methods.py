@@ -69,6 +69,17 @@ def _virtual_grad(model, inner, outer, wrt):
     return torch.autograd.grad(outer(lambda x: functional_call(model, moved, (x,))), wrt)[0]
 
 
+def _assert_one_sgd_step(method, batch, model, hand_loss):
+    """The method's train_step moves its copy of `model` by −LR ∇(hand_loss) (plain SGD)."""
+    params = list(model.parameters())
+    expected = [
+        p - LR * g for p, g in zip(params, torch.autograd.grad(hand_loss, params), strict=True)
+    ]
+    method.train_step(batch)
+    for a, e in zip(method.model.parameters(), expected, strict=True):
+        assert torch.allclose(a, e.detach(), rtol=1e-10, atol=1e-13)
+
+
 # -- Meta-Gradient ---------------------------------------------------------------------------------
 def test_meta_gradient_fd_update_is_the_authors_formula():
     """ŷ = renormalise(ỹ − lr (softmax f(u; θ+εv) − softmax f(u; θ−εv)) / ε), v = ∇θ of the labeled
@@ -217,15 +228,7 @@ def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
     z_hat = z_hand - 0.7 * len(z_hand) * g_hand  # η_z B_u g
     z_hat = renormalise(z_hat) if task_kind == "classification" else z_hat
     loss = sup(model(b.x), b.y) + 2.0 * unl(model(b.u[1]), z_hat)
-    expected = [
-        p - LR * gr
-        for p, gr in zip(
-            model.parameters(), torch.autograd.grad(loss, list(model.parameters())), strict=True
-        )
-    ]
-    method.train_step(b)
-    for a, e in zip(method.model.parameters(), expected, strict=True):
-        assert torch.allclose(a, e.detach(), rtol=1e-10, atol=1e-13)
+    _assert_one_sgd_step(method, b, model, loss)
 
 
 def test_impute_v2_adds_the_gradient_through_the_imputing_function():
@@ -239,15 +242,7 @@ def test_impute_v2_adds_the_gradient_through_the_imputing_function():
         - 2.0 * (z.detach() * F.log_softmax(model(b.u[1]), 1)).sum(1).mean()
     )
     loss = loss + 0.7 * len(g) * (z * g).sum()  # η_z B_u ⟨g, ψ(θ)⟩: gradient η_z B_u gᵀ ∂ψ/∂θ
-    expected = [
-        p - LR * gr
-        for p, gr in zip(
-            model.parameters(), torch.autograd.grad(loss, list(model.parameters())), strict=True
-        )
-    ]
-    method.train_step(b)
-    for a, e in zip(method.model.parameters(), expected, strict=True):
-        assert torch.allclose(a, e.detach(), rtol=1e-10, atol=1e-13)
+    _assert_one_sgd_step(method, b, model, loss)
 
 
 def test_impute_logs_holdout_loss_before_and_after():
