@@ -3,7 +3,8 @@
 Digits with 50 labels (error %): Meta-Gradient vs mixup (ICT), Meta-Semi vs Mean Teacher,
 Meta-Threshold (and Green, k = 4) vs FixMatch, Impute V1/V2 vs Pseudo-Label; synthetic faces
 with 1% labels (NME %): Impute V1/V2 (Mean-Teacher base) vs Mean Teacher. Reports mean ± std
-and the measured cost per training step relative to the base. Finished runs are reused.
+and the difference to the base (step costs: `make bench`, which times methods side by side;
+whole-run wall times depend on what else the machine ran). Finished runs are reused.
 Writes results/meta_check.csv and results/meta_check.md.
 """
 
@@ -48,7 +49,6 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "result": row.result,
                     "seeds": int(row.seeds),
                     "vs base": f"{row['mean'] - summary.loc[base, 'mean']:+.2f}",
-                    "cost per step vs base": summary.loc[base, "steps_per_s"] / row.steps_per_s,
                 }
             )
     return pd.DataFrame(rows)
