@@ -39,6 +39,11 @@ class Batch:
     def progress(self) -> float:
         return self.step / max(1, self.total_steps)
 
+    def to_second_view(self, task: Task, pred: Tensor) -> Tensor:
+        """A prediction made on view `u[0]`, moved into the frame of view `u[1]` (landmarks)."""
+        offsets = self.u_offsets or [None, None]
+        return task.transfer(pred, offsets[0], offsets[1])
+
 
 def linear_ramp(progress: float, fraction: float) -> float:
     """0 → 1 linearly over the first `fraction` of training, then 1."""

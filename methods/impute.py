@@ -71,8 +71,7 @@ class Impute(MetaMethod):
 
     def impute(self, batch: Batch, net) -> torch.Tensor:
         """ψ: prediction on view 1 moved into view 2's frame (differentiable in `net`)."""
-        offsets = batch.u_offsets or [None, None]
-        return self.task.transfer(self.task.prediction(net(batch.u[0])), offsets[0], offsets[1])
+        return batch.to_second_view(self.task, self.task.prediction(net(batch.u[0])))
 
     def unlabeled_loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.classes:
@@ -100,9 +99,7 @@ class Impute(MetaMethod):
 
     def meta_step(self, batch: Batch):
         """(z, g = ∂C^H/∂z, logs) without changing the model."""
-        z = self.predict(self.imputer(), batch.u[0])
-        offsets = batch.u_offsets or [None, None]
-        z = self.task.transfer(z, offsets[0], offsets[1])
+        z = batch.to_second_view(self.task, self.predict(self.imputer(), batch.u[0]))
         problem = self.inner_problem(batch, z)
         g = self.hypergradient(problem, {"z": z})["z"]
         logs = {"meta_grad_norm": g.norm().item()}

@@ -31,8 +31,7 @@ class MeanTeacher(Method):
     @torch.no_grad()
     def teacher_targets(self, batch: Batch):
         pred = self.task.prediction(self.teacher(batch.u[0]))
-        offsets = batch.u_offsets or [None, None]
-        return self.task.transfer(pred, offsets[0], offsets[1])
+        return batch.to_second_view(self.task, pred)
 
     def loss(self, batch: Batch):
         target = self.teacher_targets(batch)

@@ -48,6 +48,11 @@ def class_average_confidence(probs: Tensor) -> Tensor:
     return (sums / counts[:, None])[labels]
 
 
+def tgn_inputs(probs: Tensor) -> Tensor:
+    """[p_m, p̄_{ŷ_m}]: the 2C-dimensional input of the TGN (Eq. 6)."""
+    return torch.cat([probs, class_average_confidence(probs)], 1)
+
+
 class MetaThreshold(MetaMethod):
     name = "meta_threshold"
     Config = MetaThresholdConfig
@@ -75,7 +80,7 @@ class MetaThreshold(MetaMethod):
     def meta_step(self, batch: Batch, probs: Tensor) -> dict[str, float]:
         """One Adam step of the TGN on the hypergradient of the labeled loss (Θ only)."""
         conf, labels = probs.max(1)
-        feats = torch.cat([probs, class_average_confidence(probs)], 1)
+        feats = tgn_inputs(probs)
         strong, beta = batch.u[1], self.cfg.sharpness
 
         def inner(f, theta):
@@ -101,7 +106,7 @@ class MetaThreshold(MetaMethod):
             logs |= self.meta_step(batch, probs) | {"meta": 1.0}
         conf, labels = probs.max(1)
         with torch.no_grad():
-            tau = self.thresholds(torch.cat([probs, class_average_confidence(probs)], 1))
+            tau = self.thresholds(tgn_inputs(probs))
         mask = (conf >= tau).to(out_s.dtype)
         sup = F.cross_entropy(out_x, batch.y)
         unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()

@@ -37,8 +37,7 @@ class PseudoLabel(Method):
         if self.task.kind == "classification":
             conf, labels = pred.max(1)
             return labels, (conf >= self.cfg.threshold).to(pred.dtype)
-        offsets = batch.u_offsets or [None, None]
-        target = self.task.transfer(pred, offsets[0], offsets[1])
+        target = batch.to_second_view(self.task, pred)
         return target, torch.ones(len(target), dtype=pred.dtype, device=pred.device)
 
     def unlabeled_loss(self, out, target, mask):
