@@ -8,7 +8,7 @@ SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
 
-.PHONY: setup test lint format compare demo exp list baselines check-meta bench clean
+.PHONY: setup test lint format compare demo exp list baselines check-meta bench figures reproduce clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,12 @@ check-meta: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m analysis.bench
+
+figures: $(STAMP)
+	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
+
+reproduce: $(STAMP)
+	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

@@ -79,3 +79,31 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
     ).loc[order]
     out["result"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(out["mean"], out["std"], strict=True)]
     return out.reset_index()
+
+
+def run_path(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> Path:
+    """The run directory of `spec` at `seed`."""
+    return RunDir.for_run(run_name(spec.name, list(spec.overrides), scale), seed, root).path
+
+
+def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> bool:
+    return (run_path(spec, seed, scale, root) / "summary.json").is_file()
+
+
+def command(spec: Spec, seed: int, scale: str = "full") -> str:
+    """The `make exp` command that trains `spec` at `seed`."""
+    parts = [f"make exp NAME={spec.name} SEED={seed}"]
+    if scale != "full":
+        parts.append(f"SCALE={scale}")
+    if spec.overrides:
+        parts.append(f'ARGS="{" ".join(spec.overrides)}"')
+    return " ".join(parts)
+
+
+def metrics(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> pd.DataFrame:
+    """metrics.csv of a run (columns step, split, metric, value)."""
+    return pd.read_csv(run_path(spec, seed, scale, root) / "metrics.csv")
+
+
+def summary(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> dict:
+    return json.loads((run_path(spec, seed, scale, root) / "summary.json").read_text())

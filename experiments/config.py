@@ -38,6 +38,11 @@ class Config:
     label_fraction: float = 0.0  # landmarks: share of the training set that is labeled
     val_size: int = 0  # classification: validation samples held out from train
     holdout: str = "labeled"  # hold-out batches: "labeled" set or a "separate" split from val
+    # class-imbalanced split (Meta-T Sec. 5.3): class c keeps N_1·γ^(−c/(C−1)) labeled and
+    # M_1·γ^(−c/(C−1)) unlabeled samples, c = 0…C−1; γ = `imbalance` (0: balanced split)
+    imbalance: float = 0.0
+    head_labeled: int = 0  # N_1
+    head_unlabeled: int = 0  # M_1
     batch_size: int = 64
     unlabeled_batch: int = 64
     holdout_batch: int = 0
@@ -56,6 +61,7 @@ class Config:
     # bookkeeping
     eval_every: int = 500
     eval_limit: int = 0  # evaluate on at most this many samples per split (0: all)
+    snapshots: bool = False  # keep model, EMA and method state of every evaluation (analysis)
     device: str = "auto"
 
     def estimator_kw(self) -> dict[str, Any]:
@@ -226,6 +232,21 @@ def validate(cfg: Config) -> None:
         (cfg.holdout in ("labeled", "separate"), "holdout", "holdout must be labeled or separate"),
         (cfg.eval_every > 0, "eval_every", "eval_every must be > 0"),
         (0 <= cfg.label_fraction <= 1, "label_fraction", "label_fraction must be in [0, 1]"),
+        (
+            cfg.imbalance == 0 or cfg.imbalance >= 1,
+            "imbalance",
+            "imbalance is a ratio γ >= 1 (0: balanced split)",
+        ),
+        (
+            cfg.imbalance == 0 or (cfg.head_labeled > 0 and cfg.head_unlabeled > 0),
+            "imbalance",
+            "an imbalanced split needs head_labeled > 0 and head_unlabeled > 0",
+        ),
+        (
+            cfg.imbalance == 0 or cfg.num_labels == 0,
+            "num_labels",
+            "set num_labels=0 with an imbalanced split (head_labeled sets its size)",
+        ),
     ]
     for ok, key, message in checks:
         if not ok:

@@ -69,6 +69,33 @@ def _balanced(labels: Tensor, per_class: int, g: torch.Generator) -> Tensor:
     return torch.cat(chosen).sort().values
 
 
+def imbalanced_counts(head: int, ratio: float, classes: int) -> list[int]:
+    """Samples per class of a long-tailed split: head·ratio^(−c/(C−1)), c = 0…C−1 (at least 1)."""
+    return [max(1, round(head * ratio ** (-c / max(1, classes - 1)))) for c in range(classes)]
+
+
+def _imbalanced(labels: Tensor, heads: tuple[int, int], ratio: float, g: torch.Generator):
+    """(labeled, unlabeled) local indices with long-tailed class counts; the rest is unused."""
+    classes = int(labels.max()) + 1
+    lab, unl = [], []
+    for c, n_l, n_u in zip(
+        range(classes),
+        imbalanced_counts(heads[0], ratio, classes),
+        imbalanced_counts(heads[1], ratio, classes),
+        strict=True,
+    ):
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) < n_l + n_u:
+            raise ValueError(
+                f"imbalanced split: class {c} has {len(idx)} samples, fewer than the "
+                f"{n_l} labeled + {n_u} unlabeled needed (lower head_labeled/head_unlabeled)"
+            )
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        lab.append(idx[:n_l])
+        unl.append(idx[n_l : n_l + n_u])
+    return torch.cat(lab).sort().values, torch.cat(unl).sort().values
+
+
 def make_splits(
     src: Source,
     seed: int,
@@ -76,11 +103,22 @@ def make_splits(
     label_fraction: float = 0.0,
     val_size: int = 0,
     holdout: str = "labeled",
+    imbalance: float = 0.0,
+    heads: tuple[int, int] = (0, 0),
 ) -> SSLData:
-    """Labeled subset by seed; validation fixed (seed-independent) as the papers hold it out."""
+    """Labeled subset by seed; validation fixed (seed-independent) as the papers hold it out.
+
+    With `imbalance` = γ > 0 (classification) the labeled and unlabeled sets are long-tailed,
+    `heads` = (N_1, M_1) samples of class 0 down to N_1/γ, M_1/γ of the last class; validation
+    and test stay as they are (balanced), as in Meta-T's Sec. 5.3."""
     n = len(src.train_x)
     train_y = src.train_y
-    if src.task == "classification":
+    unl_local = None
+    if src.task == "classification" and imbalance > 0:
+        order = torch.randperm(n, generator=_generator(0, 1))
+        val_idx, rest = order[:val_size], order[val_size:]
+        lab_local, unl_local = _imbalanced(train_y[rest], heads, imbalance, _generator(seed, 2))
+    elif src.task == "classification":
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
         classes = src.num_outputs
@@ -97,7 +135,8 @@ def make_splits(
     lab_mask = torch.zeros(len(rest), dtype=torch.bool)
     lab_mask[lab_local] = True
     full = Part(src.train_x, train_y)
-    labeled, unlabeled = full.take(rest[lab_mask]), full.take(rest[~lab_mask])
+    labeled = full.take(rest[lab_mask])
+    unlabeled = full.take(rest[~lab_mask] if unl_local is None else rest[unl_local])
     val = full.take(val_idx)
     held = None
     if holdout == "separate":

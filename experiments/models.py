@@ -113,13 +113,27 @@ def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     return net
 
 
-def mlp(in_features: int, num_outputs: int, hidden: int = 128, dropout: float = 0.0) -> nn.Module:
-    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU()]
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+def mlp(
+    in_features: int,
+    num_outputs: int,
+    hidden: int = 128,
+    dropout: float = 0.0,
+    activation: str = "relu",
+) -> nn.Module:
+    """Two hidden layers; `activation` relu, or tanh/softplus where a smooth model is needed
+    (the Hessian-based checks of analysis.metagrad_theory)."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"mlp: activation must be one of {sorted(_ACTIVATIONS)}, not {activation!r}"
+        )
+    act = _ACTIVATIONS[activation]
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), act()]
     if dropout:
         layers.append(nn.Dropout(dropout))
-    return nn.Sequential(
-        *layers, nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs)
-    )
+    return nn.Sequential(*layers, nn.Linear(hidden, hidden), act(), nn.Linear(hidden, num_outputs))
 
 
 def linear(in_features: int, num_outputs: int) -> nn.Module:

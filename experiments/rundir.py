@@ -4,6 +4,7 @@
     metrics.csv   long format: step,split,metric,value
     summary.json  final and best figures, wall time, steps per second
     ckpt.pt       model, EMA, optimizer, scheduler, method state, step, RNG states, metrics, config
+    snapshots/step<N>.pt   model, EMA and method state at each evaluation (config `snapshots`)
 
 Every file is written to a temporary name and renamed, so a kill never leaves a torn file.
 """
@@ -92,6 +93,17 @@ class RunDir:
         buf = io.BytesIO()
         torch.save(state, buf)
         _atomic_write(self.file("ckpt.pt"), buf.getvalue())
+
+    def save_snapshot(self, step: int, state: dict[str, Any]) -> None:
+        (self.path / "snapshots").mkdir(exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _atomic_write(self.file(f"snapshots/step{step:07d}.pt"), buf.getvalue())
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(step, path) of the kept snapshots, in step order."""
+        found = sorted((self.path / "snapshots").glob("step*.pt"))
+        return [(int(p.stem.removeprefix("step")), p) for p in found]
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self.file("ckpt.pt")

@@ -6,6 +6,8 @@ alone, so a run resumed from `ckpt.pt` ends with exactly the numbers of an unint
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 from collections import defaultdict
@@ -63,7 +65,16 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
     src = sources.load(cfg.dataset, download=cfg.download, size=scale)
-    data = make_splits(src, seed, cfg.num_labels, cfg.label_fraction, cfg.val_size, cfg.holdout)
+    data = make_splits(
+        src,
+        seed,
+        cfg.num_labels,
+        cfg.label_fraction,
+        cfg.val_size,
+        cfg.holdout,
+        cfg.imbalance,
+        (cfg.head_labeled, cfg.head_unlabeled),
+    )
     torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
     in_ch = src.train_x.shape[1]
     kw = dict(cfg.model_kw)
@@ -97,6 +108,7 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
         teacher=teacher,
         estimator=cfg.estimator,
         estimator_kw=cfg.estimator_kw(),
+        teacher_decay=cfg.ema_decay,
     )
     sizes = {
         "labeled": cfg.batch_size,
@@ -118,6 +130,23 @@ def _evaluate_all(run: Run, cfg: Config) -> dict[str, float]:
     return out
 
 
+def _weights(run: Run) -> dict[str, Any]:
+    """What a trained run is: model, EMA and method state (checkpoints and snapshots)."""
+    return {
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "method": run.method.state_dict(),
+    }
+
+
+def load_weights(run: Run, state: dict[str, Any]) -> None:
+    """Put a checkpoint's or snapshot's weights into a built run."""
+    run.model.load_state_dict(state["model"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.method.load_state_dict(state["method"])
+
+
 def train(
     cfg: Config,
     seed: int,
@@ -133,12 +162,9 @@ def train(
     state = rundir.load_checkpoint()
     start, rows, best, elapsed = 0, [], None, 0.0
     if state is not None:
-        run.model.load_state_dict(state["model"])
+        load_weights(run, state)
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
-        if run.ema is not None:
-            run.ema.load_state_dict(state["ema"])
-        run.method.load_state_dict(state["method"])
         start, rows, best, elapsed = (
             state["step"],
             state["metrics"],
@@ -177,14 +203,14 @@ def train(
         if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
             best = {"step": done, **results}
         running.clear()
+        if cfg.snapshots:
+            rundir.save_snapshot(done, _weights(run))
         rundir.write_metrics(rows)
         rundir.save_checkpoint(
             {
-                "model": run.model.state_dict(),
+                **_weights(run),
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(),
-                "ema": run.ema.state_dict() if run.ema is not None else None,
-                "method": run.method.state_dict(),
                 "step": done,
                 "metrics": rows,
                 "best": best,
@@ -212,3 +238,25 @@ def train(
     }
     rundir.write_json("summary.json", summary)
     return summary
+
+
+def config_from_json(stored: dict[str, Any]) -> tuple[Config, int, str]:
+    """(config, seed, scale) from a run's config.json (settings added later take defaults)."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    kw = {k: v for k, v in stored.items() if k in known}
+    kw["milestones"] = tuple(kw.get("milestones", ()))
+    return Config(**kw), int(stored["seed"]), str(stored.get("scale", "full"))
+
+
+def restore(path: Path, state_file: Path | None = None) -> tuple[Config, Run]:
+    """The run in directory `path` rebuilt with the weights of `state_file` (default: its
+    final checkpoint), for analysis."""
+    rundir = RunDir(Path(path))
+    config = rundir.file("config.json")
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} not found: {path} is not a run directory")
+    cfg, seed, scale = config_from_json(json.loads(config.read_text()))
+    run = build(cfg, seed, scale)
+    state_file = state_file or rundir.file("ckpt.pt")
+    load_weights(run, torch.load(state_file, map_location=run.device, weights_only=False))
+    return cfg, run

@@ -1,6 +1,7 @@
 """The method contract: one `train_step` per algorithm, the shared loop does the rest.
 
-A method gets the model, its optimizer, the task, the EMA teacher (when it asks for one) and
+A method gets the model, its optimizer, the task, the EMA teacher (when it asks for one) with its
+decay, and
 the name of a hypergradient estimator (meta methods). It never opens files or parses configs.
 Baselines implement `loss(batch)`; meta methods override `train_step`.
 """
@@ -72,6 +73,7 @@ class Method:
         teacher: nn.Module | None = None,
         estimator: str = "func",
         estimator_kw: dict[str, Any] | None = None,
+        teacher_decay: float = 0.0,
     ) -> None:
         if task.kind not in self.tasks:
             raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
@@ -80,6 +82,7 @@ class Method:
         self.cfg, self.model, self.optimizer, self.task = cfg, model, optimizer, task
         self.teacher, self.estimator = teacher, estimator
         self.estimator_kw = dict(estimator_kw or {})
+        self.teacher_decay = teacher_decay  # d of the EMA teacher: min(1 − 1/(t+1), d) at step t
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError

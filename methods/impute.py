@@ -12,9 +12,11 @@ gradient of the summed loss of the paper's App. B, so that η_z does not depend 
 V1 (z are parameters): ẑ = z − η_z B_u g (soft labels renormalised), then the real step on
     C^T + λ(t) C^U(ẑ).
 V2 (g flows through ψ into θ): the real step on C^T + λ(t) C^U(z) + η_z B_u ⟨g, ψ(θ)⟩, i.e. the
-    parameters get the extra gradient η_z B_u gᵀ ∂ψ/∂θ. With the MT base ψ is the EMA teacher; its
-    gradient is taken at the teacher's weights and applied to the student's (approximation:
-    θ_EMA ≈ θ).
+    parameters get the extra gradient η_z B_u gᵀ ∂ψ/∂θ. With the MT base ψ is the EMA teacher,
+    whose weights depend on the student's through the EMA update θ_EMA ← d_t θ_EMA + (1 − d_t) θ,
+    d_t = min(1 − 1/(t+1), d): the student gets (1 − d_t) gᵀ ∂ψ/∂θ_EMA, taken at the teacher's
+    current weights. (Applying the teacher's gradient unscaled, as session 1 did, is 1/(1 − d)
+    = 100× too large at d = 0.99 and made V2 diverge on landmarks.)
 Simplification of the paper's Alg. 1: one real step per iteration after the z update (the
 paper first steps the base method, re-imputes and steps again). The hold-out batch comes from
 the labeled set (default, as the paper) or a separate split (config `holdout=separate`).
@@ -125,16 +127,19 @@ class Impute(MetaMethod):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.variant == "v2":
-            self._psi_gradient(batch, g)
+            logs["psi_grad_norm"] = self._psi_gradient(batch, g)
         self.optimizer.step()
         return {"loss": loss.item(), "sup": sup.item(), "unsup": unsup.item(), **logs}
 
-    def _psi_gradient(self, batch: Batch, g: torch.Tensor) -> None:
-        """Add η_z B_u gᵀ ∂ψ/∂θ to the parameters' gradients (V2)."""
-        net = self.imputer()
+    def _psi_gradient(self, batch: Batch, g: torch.Tensor) -> float:
+        """Add η_z B_u gᵀ ∂ψ/∂θ to the parameters' gradients (V2); returns its norm."""
+        net, scale = self.imputer(), self.cfg.meta_lr * len(g)
+        if self.cfg.base == "mean_teacher":  # ∂θ_EMA/∂θ of this step's EMA update
+            scale *= 1.0 - min(1.0 - 1.0 / (batch.step + 1), self.teacher_decay)
         params = [p for p in net.parameters() if p.requires_grad]
-        surrogate = (self.impute(batch, net) * g).sum() * self.cfg.meta_lr * len(g)
+        surrogate = (self.impute(batch, net) * g).sum() * scale
         grads = torch.autograd.grad(surrogate, params, allow_unused=True)
         for p, extra in zip(self.model.parameters(), grads, strict=True):
             if extra is not None:
                 p.grad = extra if p.grad is None else p.grad + extra
+        return float(torch.cat([e.flatten() for e in grads if e is not None]).norm())

@@ -66,6 +66,13 @@ class MetaSemi(MetaMethod):
         return pseudo, keep, logs
 
     def loss(self, batch: Batch):
+        terms, logs = self.terms(batch)
+        loss = sum(terms.values())
+        return loss, {k: v.item() for k, v in terms.items()} | logs
+
+    def terms(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The loss terms: `sup` (mixed labeled CE), `meta` (L_meta, Eq. 1 on Ũ) and, when
+        configured, the weighted ICT term; plus the meta step's logs."""
         pseudo, keep, logs = self.meta_step(batch)
         u, beta = batch.u[0], torch.distributions.Beta(self.cfg.beta, self.cfg.beta)
         y_x = one_hot(batch.y, pseudo.shape[1], pseudo)
@@ -73,14 +80,15 @@ class MetaSemi(MetaMethod):
         kept = keep.bool()
         w_x, w_y = torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]])
         u_mix, t_mix = mixup(w_x, w_y, float(beta.sample()))
-        sup = soft_cross_entropy(self.model(x_mix), y_mix).mean()
-        meta = soft_cross_entropy(self.model(u_mix), t_mix).mean()
-        loss = sup + meta
+        terms = {
+            "sup": soft_cross_entropy(self.model(x_mix), y_mix).mean(),
+            "meta": soft_cross_entropy(self.model(u_mix), t_mix).mean(),
+        }
         if self.cfg.ict_weight:
             lam = float(beta.sample())
             perm = torch.randperm(len(u))
             target = lam * pseudo + (1 - lam) * pseudo[perm]
             ict = self.task.consistency(self.model(lam * u + (1 - lam) * u[perm]), target)
-            loss = loss + self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
             logs["ict"] = ict.item()
-        return loss, {"sup": sup.item(), "meta": meta.item(), **logs}
+            terms["ict"] = self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
+        return terms, logs

@@ -13,7 +13,8 @@ in shared/papers/README.md (the three-phase pattern its appendix Eq. 15-17 use):
 The actual step uses the hard indicator (FixMatch's mask with τ_m); the surrogate is used only
 where a derivative is needed. Green Meta-T (Alg. 2) runs the meta step every `k` iterations
 (cost (k+2)/k of FixMatch). Logs thresholds, mask rate and the correct/wrong pseudo labels
-that pass them (Fig. 4).
+that pass them (Fig. 4) per training interval (τ as mean, std and 10/50/90% quantiles over the
+batches); `per_sample` gives every unlabeled sample's τ from a saved state (analysis.thresholds).
 """
 
 from __future__ import annotations
@@ -110,14 +111,31 @@ class MetaThreshold(MetaMethod):
         mask = (conf >= tau).to(out_s.dtype)
         sup = F.cross_entropy(out_x, batch.y)
         unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
+        q10, q50, q90 = torch.quantile(tau.float(), tau.new_tensor([0.1, 0.5, 0.9]).float())
         logs |= {
             "sup": sup.item(),
             "unsup": unsup.item(),
             "tau_mean": tau.mean().item(),
             "tau_std": tau.std().item() if len(tau) > 1 else 0.0,
+            "tau_q10": q10.item(),
+            "tau_q50": q50.item(),
+            "tau_q90": q90.item(),
         }
         logs |= pseudo_label_counts(labels, mask, batch.u_true)
         return sup + self.cfg.weight * unsup, logs
+
+    @torch.no_grad()
+    def per_sample(self, x: Tensor, chunk: int = 500) -> dict[str, Tensor]:
+        """Per-sample thresholds τ, confidences and predicted classes on (unaugmented) inputs
+        `x`, with the class-average confidence p̄ taken over all of `x` instead of one batch."""
+        was_training = self.model.training
+        self.model.eval()
+        probs = torch.cat(
+            [self.predict(self.model, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        )
+        self.model.train(was_training)
+        conf, pred = probs.max(1)
+        return {"tau": self.thresholds(tgn_inputs(probs)), "conf": conf, "pred": pred}
 
     def state_dict(self) -> dict[str, Any]:
         return {"tgn": self.tgn.state_dict(), "tgn_opt": self.tgn_opt.state_dict()}

@@ -45,6 +45,8 @@ def test_overrides_are_typed(cfg):
         ("method=fixmatch2", "method: unknown method 'fixmatch2'; valid:"),
         ("schedule=linear", "schedule: schedule must be constant, step or cosine"),
         ("lr", "override 'lr' is not of the form key=value"),
+        ("imbalance=0.5", "imbalance: imbalance is a ratio γ >= 1 (0: balanced split)"),
+        ("imbalance=10", "imbalance: an imbalanced split needs head_labeled > 0"),
     ],
 )
 def test_bad_overrides_name_the_key(cfg, item, message):

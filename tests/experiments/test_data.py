@@ -111,3 +111,19 @@ def test_nme_on_a_hand_computed_case():
     metrics = landmark_metrics(torch.cat([pred, worse]), torch.cat([target, target]))
     assert metrics["nme"] == pytest.approx(100 * (0.1 + 0.12) / 2)
     assert metrics["failure_rate"] == pytest.approx(50.0)  # only 0.12 exceeds 0.1
+
+
+def test_imbalanced_split_has_long_tailed_class_counts(digits):
+    from experiments.data import imbalanced_counts
+
+    counts = imbalanced_counts(90, 10.0, 10)
+    assert counts[0] == 90 and counts[-1] == 9  # M_1 · γ^(−c/(C−1)) from 90 down to 90/10
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    data = make_splits(digits, 0, val_size=100, imbalance=10.0, heads=(15, 90))
+    assert torch.bincount(data.labeled.y, minlength=10).tolist() == imbalanced_counts(15, 10, 10)
+    assert torch.bincount(data.unlabeled.y, minlength=10).tolist() == counts
+    balanced = make_splits(digits, 0, num_labels=50, val_size=100)
+    assert torch.equal(data.val.y, balanced.val.y)  # validation and test stay as they are
+    assert torch.equal(data.test.y, balanced.test.y)
+    with pytest.raises(ValueError, match="class 0 has .* fewer than the 100 labeled"):
+        make_splits(digits, 0, val_size=100, imbalance=10.0, heads=(100, 90))

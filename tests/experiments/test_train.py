@@ -36,12 +36,14 @@ def test_smoke_run(name, tmp_path):
     cfg = smoke(configs.get(name))
     summary = train(cfg, seed=0, scale="smoke", root=tmp_path, progress=False)
     run = tmp_path / name / "seed0"
-    assert sorted(p.name for p in run.iterdir()) == [
-        "ckpt.pt",
-        "config.json",
-        "metrics.csv",
-        "summary.json",
-    ]
+    expected = ["ckpt.pt", "config.json", "metrics.csv", "summary.json"]
+    if cfg.snapshots:
+        expected.insert(3, "snapshots")
+        assert [p.name for p in sorted((run / "snapshots").iterdir())] == [
+            "step0000015.pt",
+            "step0000030.pt",
+        ]
+    assert sorted(p.name for p in run.iterdir()) == expected
     config = json.loads((run / "config.json").read_text())
     assert config["name"] == name and config["steps"] == cfg.steps and config["seed"] == 0
     rows = _rows(run / "metrics.csv")
@@ -136,3 +138,24 @@ def test_run_dir_accepts_settings_added_later_at_their_default(tmp_path):
     changed = {**cfg, "estimator_options": {"fd": {"r": 0.1}}}
     with pytest.raises(ConfigError, match="differs in \\['estimator_options'\\]"):
         run.start(changed, config_defaults())
+
+
+def test_restore_from_a_snapshot_gives_the_logged_numbers(tmp_path):
+    """A snapshot rebuilt by `restore` evaluates to the metrics logged at its step."""
+    from experiments.evaluate import evaluate
+    from experiments.rundir import RunDir
+    from experiments.train import restore
+
+    cfg = smoke(configs.get("metathreshold_digits"))
+    train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    path = tmp_path / cfg.name / "seed0"
+    (step, first), _ = RunDir(path).snapshots()
+    _, run = restore(path, first)
+    logged = {
+        r["metric"]: float(r["value"])
+        for r in _rows(path / "metrics.csv")
+        if int(r["step"]) == step and r["split"] == "test"
+    }
+    assert evaluate(run.model, run.data.test, run.batches, cfg.eval_limit)["error"] == logged["error"]
+    with pytest.raises(FileNotFoundError, match="is not a run directory"):
+        restore(tmp_path)

@@ -310,3 +310,27 @@ def test_meta_step_leaves_batchnorm_statistics_alone(name):
     for net, state in zip(nets, before, strict=True):
         for k, v in net.state_dict().items():
             assert torch.equal(v, state[k]), k
+
+
+@pytest.mark.parametrize("decay, factor", [(0.5, 0.5), (0.99, 0.25)])
+def test_impute_v2_mean_teacher_scales_the_teacher_gradient_by_the_ema_step(decay, factor):
+    """ψ = teacher; θ_EMA ← d_t θ_EMA + (1 − d_t) θ with d_t = min(1 − 1/(t+1), d) at step t = 3,
+    so the student gets (1 − d_t) = max(1/4, 1 − d) times the teacher's ψ-gradient."""
+    b, model, teacher = _batch(), _model(), _model(seed=5)
+    cfg = {"variant": "v2", "base": "mean_teacher", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
+    student = copy.deepcopy(model)
+    opt = torch.optim.SGD(student.parameters(), lr=LR)
+    cls = METHODS["impute"]
+    method = cls(cls.Config(**cfg), student, opt, Task(), teacher=teacher, teacher_decay=decay)
+    _, g, _ = method.meta_step(b)
+    z = F.softmax(teacher(b.u[0]), 1)
+    loss = (
+        F.cross_entropy(model(b.x), b.y)
+        - 2.0 * (z.detach() * F.log_softmax(model(b.u[1]), 1)).sum(1).mean()
+    )
+    extra = torch.autograd.grad(0.7 * len(g) * factor * (z * g).sum(), list(teacher.parameters()))
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    expected = [p - LR * (d + e) for p, d, e in zip(model.parameters(), grads, extra, strict=True)]
+    method.train_step(b)
+    for p, want in zip(method.model.parameters(), expected, strict=True):
+        assert torch.allclose(p, want, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,51 @@
+"""Where a figure finds its runs: the scale, the runs root and the seeds it shows.
+
+Each figure module has `needs(ctx) -> [(Spec, seed)]` (the runs it reads) and
+`build(ctx) -> [paths]` (the files it writes under `ctx.out`); `analysis.figures` runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .seeds import Spec, is_done, metrics, run_path, summary
+
+Need = tuple[Spec, int]
+
+
+@dataclass(frozen=True)
+class Context:
+    out: Path = Path("figures")
+    scale: str = "full"  # "smoke": read (and make) the `+smoke` runs
+    root: Path | None = None  # runs root (default: $RUNS_ROOT or runs/)
+    seeds: tuple[int, ...] = (0, 1)  # seeds of figures that show spread
+
+    @property
+    def smoke(self) -> bool:
+        return self.scale == "smoke"
+
+    def path(self, spec: Spec, seed: int) -> Path:
+        return run_path(spec, seed, self.scale, self.root)
+
+    def done(self, spec: Spec, seed: int) -> bool:
+        return is_done(spec, seed, self.scale, self.root)
+
+    def metrics(self, spec: Spec, seed: int) -> pd.DataFrame:
+        return metrics(spec, seed, self.scale, self.root)
+
+    def summary(self, spec: Spec, seed: int) -> dict:
+        return summary(spec, seed, self.scale, self.root)
+
+    def final(self, spec: Spec, seed: int) -> float:
+        """The run's primary test metric at the end of training."""
+        s = self.summary(spec, seed)
+        return float(s["final"][s["primary"]])
+
+    def curve(self, spec: Spec, seed: int, split: str, metric: str) -> pd.DataFrame:
+        """(step, value) of one logged metric."""
+        frame = self.metrics(spec, seed)
+        part = frame[(frame.split == split) & (frame.metric == metric)]
+        return part[["step", "value"]].reset_index(drop=True)

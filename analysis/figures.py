@@ -1,0 +1,144 @@
+"""`make figures`: every figure and table whose runs exist, under figures/ (PNG + PDF, CSV + MD).
+
+For each figure it reads the run directories it needs; where some are missing it builds the
+others, lists the missing runs with the command that makes each (or `make reproduce`), and
+exits with status 1.
+
+    python -m analysis.figures [--scale smoke] [--out figures] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
+from .context import Context, Need
+from .seeds import command
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    shows: str
+    needs: Callable[[Context], list[Need]]
+    build: Callable[[Context], list[Path]]
+
+
+def _theory(ctx: Context) -> list[Path]:
+    cfg = metagrad_theory.TheoryConfig(
+        **({"steps": 20, "estimate_every": 10, "power_iters": 10} if ctx.smoke else {})
+    )
+    return metagrad_theory.build(ctx.out, cfg)
+
+
+def _no_runs(ctx: Context) -> list[Need]:
+    return []
+
+
+FIGURES = [
+    Figure("metagrad_theorem", "Meta-Gradient Theorems 1 and 2 (β sweep)", _no_runs, _theory),
+    Figure(
+        "metasemi_assumption1",
+        "Meta-Semi Assumption-1 ratio per snapshot",
+        assumption1.needs,
+        assumption1.build,
+    ),
+    Figure(
+        "metathreshold",
+        "Meta-T thresholds (Fig. 4, 5a-c)",
+        thresholds.needs,
+        thresholds.build,
+    ),
+    Figure(
+        "impute",
+        "Impute hold-out loss and landmarks (Fig. 2, 3)",
+        imputation.needs,
+        imputation.build,
+    ),
+    Figure(
+        "error_vs_labels",
+        "error vs number of labels",
+        comparisons.labels_needs,
+        comparisons.build_labels,
+    ),
+    Figure(
+        "estimators_matter",
+        "error and time per estimator",
+        comparisons.estimators_needs,
+        comparisons.build_estimators,
+    ),
+    Figure(
+        "equal_time",
+        "meta vs base at equal wall time",
+        comparisons.equal_time_needs,
+        comparisons.build_equal_time,
+    ),
+]
+
+
+def all_needs(ctx: Context, figures: list[Figure] | None = None) -> list[Need]:
+    """Every run the figures read, once, in order."""
+    return list(dict.fromkeys(n for f in figures or FIGURES for n in f.needs(ctx)))
+
+
+def select(names: list[str] | None) -> list[Figure]:
+    if not names:
+        return FIGURES
+    known = {f.name: f for f in FIGURES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown figure {unknown[0]!r}; valid: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def build_all(ctx: Context, figures: list[Figure] | None = None) -> dict[str, list]:
+    """Build what can be built; returns {figure: missing runs} for the others."""
+    missing: dict[str, list] = {}
+    for fig in figures or FIGURES:
+        absent = [(spec, seed) for spec, seed in fig.needs(ctx) if not ctx.done(spec, seed)]
+        if absent:
+            missing[fig.name] = absent
+            continue
+        print(f"[{fig.name}] {fig.shows}", flush=True)
+        for path in fig.build(ctx):
+            print(f"  wrote {path}")
+    return missing
+
+
+def report_missing(ctx: Context, missing: dict[str, list]) -> None:
+    for name, absent in missing.items():
+        print(f"[{name}] not built: {len(absent)} run(s) missing:", file=sys.stderr)
+        for spec, seed in absent:
+            print(f"  {command(spec, seed, ctx.scale)}", file=sys.stderr)
+    scale = " SCALE=smoke" if ctx.smoke else ""
+    print(f"make reproduce{scale} makes every missing run, then the figures", file=sys.stderr)
+
+
+def parse(argv: list[str] | None, description: str) -> tuple[Context, list[Figure]]:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser.add_argument("--out", type=Path, default=None, help="default: figures[/smoke]")
+    parser.add_argument("--seeds", default="0,1", help="seeds of figures that show spread")
+    parser.add_argument("--only", nargs="*", help="figure names")
+    args = parser.parse_args(argv)
+    out = args.out or (Path("figures") / ("smoke" if args.scale == "smoke" else ""))
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    return Context(out=out, scale=args.scale, seeds=seeds), select(args.only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ctx, figures = parse(argv, __doc__.split("\n")[0])
+    missing = build_all(ctx, figures)
+    if missing:
+        report_missing(ctx, missing)
+        return 1
+    print(f"all figures under {ctx.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Writing figures (PNG and PDF) and tables (CSV and Markdown), each file atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def _replace(tmp: Path, path: Path) -> Path:
+    os.replace(tmp, path)
+    return path
+
+
+def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """`out/name.png` and `out/name.pdf`; closes the figure."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        tmp = out / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        paths.append(_replace(tmp, out / f"{name}.{ext}"))
+    plt.close(fig)
+    return paths
+
+
+def save_table(frame: pd.DataFrame, out: Path, name: str, floatfmt: str = ".3g") -> list[Path]:
+    """`out/name.csv` and `out/name.md`."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.tmp.csv"
+    frame.to_csv(tmp, index=False)
+    csv_path = _replace(tmp, out / f"{name}.csv")
+    tmp = out / f".{name}.tmp.md"
+    ints = {c: str for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])}
+    tmp.write_text(frame.astype(ints).to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    return [csv_path, _replace(tmp, out / f"{name}.md")]

@@ -1,0 +1,36 @@
+"""`make reproduce`: train every CPU-scale run the figures read (finished runs are skipped),
+then build the figures. One line per run with its position, the time so far and the run's own
+progress bar.
+
+    python -m analysis.reproduce [--scale smoke] [--seeds 0,1] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .figures import all_needs, build_all, parse, report_missing
+from .seeds import ensure_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ctx, figures = parse(argv, __doc__.split("\n")[0])
+    needs = all_needs(ctx, figures)
+    todo = [(spec, seed) for spec, seed in needs if not ctx.done(spec, seed)]
+    print(f"{len(needs)} runs needed, {len(needs) - len(todo)} already finished", flush=True)
+    start = time.perf_counter()
+    for i, (spec, seed) in enumerate(todo, 1):
+        minutes = (time.perf_counter() - start) / 60
+        print(f"[{i}/{len(todo)}, {minutes:.1f} min] {spec.title} seed {seed}", flush=True)
+        ensure_run(spec, seed, ctx.scale, ctx.root)
+    missing = build_all(ctx, figures)
+    print(f"reproduce took {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if missing:  # only if a run did not finish, which ensure_run would have raised
+        report_missing(ctx, missing)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
