@@ -40,7 +40,7 @@ def figure2(ctx: Context) -> list:
         for tag, style in (("before", "--"), ("after", "-")):
             c = ctx.curve(ours, 0, "train", f"holdout_{tag}")
             ax.plot(c.step, c.value, style, marker="o", ms=3, label=f"{tag} the z update")
-        ax.set(title=f"{ours.name}: hold-out loss C^H", xlabel="step", ylabel="C^H")
+        ax.set(title=f"{ours.name}: hold-out loss C^H", xlabel="step", ylabel="C^H", yscale="log")
         ax.legend()
         ax = axes[1, col]
         for spec in (base, ours):

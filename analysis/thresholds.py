@@ -92,7 +92,7 @@ def pass_table(frame: pd.DataFrame, threshold: np.ndarray | float) -> pd.DataFra
 
 
 def _fig4(ctx: Context) -> list:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("pl_correct", "pl_wrong"), strict=True):
         for spec, style in zip(BALANCED, ("-", "--"), strict=True):
             for seed in ctx.seeds:

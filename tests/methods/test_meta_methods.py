@@ -334,3 +334,22 @@ def test_impute_v2_mean_teacher_scales_the_teacher_gradient_by_the_ema_step(deca
     method.train_step(b)
     for p, want in zip(method.model.parameters(), expected, strict=True):
         assert torch.allclose(p, want, rtol=1e-10, atol=1e-12)
+
+
+def test_meta_threshold_per_sample_thresholds():
+    """τ for every input, with p̄ over all of them, in eval mode; the model's mode is kept."""
+    from methods.meta_threshold import tgn_inputs
+
+    model = _model(bn=True)
+    method = _method("meta_threshold", {}, model)
+    x = _batch(m=7).u[0]
+    model.train()
+    out = method.per_sample(x, chunk=3)
+    assert model.training
+    model.eval()
+    probs = F.softmax(model(x), 1)
+    assert torch.equal(out["pred"], probs.argmax(1))
+    assert torch.allclose(out["conf"], probs.max(1).values)
+    assert torch.allclose(out["tau"], method.thresholds(tgn_inputs(probs)).detach())
+    logs = method.train_step(_batch())
+    assert logs["tau_q10"] <= logs["tau_q50"] <= logs["tau_q90"]
