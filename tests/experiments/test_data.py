@@ -1,5 +1,7 @@
 """Splits, index streams, batches (determinism), augmentation of landmarks, metrics."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -118,12 +120,12 @@ def test_imbalanced_split_has_long_tailed_class_counts(digits):
 
     counts = imbalanced_counts(90, 10.0, 10)
     assert counts[0] == 90 and counts[-1] == 9  # M_1 · γ^(−c/(C−1)) from 90 down to 90/10
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(counts))
     data = make_splits(digits, 0, val_size=100, imbalance=10.0, heads=(15, 90))
     assert torch.bincount(data.labeled.y, minlength=10).tolist() == imbalanced_counts(15, 10, 10)
     assert torch.bincount(data.unlabeled.y, minlength=10).tolist() == counts
     balanced = make_splits(digits, 0, num_labels=50, val_size=100)
     assert torch.equal(data.val.y, balanced.val.y)  # validation and test stay as they are
     assert torch.equal(data.test.y, balanced.test.y)
-    with pytest.raises(ValueError, match="class 0 has .* fewer than the 100 labeled"):
+    with pytest.raises(ValueError, match=r"class 0 has .* fewer than the 100 labeled"):
         make_splits(digits, 0, val_size=100, imbalance=10.0, heads=(100, 90))

@@ -156,6 +156,7 @@ def test_restore_from_a_snapshot_gives_the_logged_numbers(tmp_path):
         for r in _rows(path / "metrics.csv")
         if int(r["step"]) == step and r["split"] == "test"
     }
-    assert evaluate(run.model, run.data.test, run.batches, cfg.eval_limit)["error"] == logged["error"]
+    error = evaluate(run.model, run.data.test, run.batches, cfg.eval_limit)["error"]
+    assert error == logged["error"]
     with pytest.raises(FileNotFoundError, match="is not a run directory"):
         restore(tmp_path)
