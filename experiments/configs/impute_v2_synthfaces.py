@@ -1,9 +1,9 @@
 """Learning to Impute V2 on a Mean-Teacher base, synthetic faces, 1% labels.
 
-Known open problem: V2 on landmarks diverges. With the authors' AFLW setting (10× virtual lr,
-eta_z = 1) the weights go to NaN by step ~50 (the virtual model overshoots, g spikes and the
-ψ-gradient blows the weights up); with 1× and eta_z = 0.01 (below) the first 150 steps train
-but the run still reaches NaN before step 500.
+Session 1 saw V2 diverge here (NaN by step ~141); the cause was the MT teacher's ψ-gradient
+applied to the student unscaled instead of times 1 − d_t (fixed in methods/impute.py). The
+settings below (1× virtual lr, eta_z = 0.01) are the ones chosen while it diverged, kept so the
+run stays comparable; the authors' AFLW setting is 10× and eta_z = 1 (impute_v2_aflw).
 """
 
 from ._base import SYNTHFACES, experiment
