@@ -27,10 +27,9 @@ from torch import Tensor
 
 from bilevel import frozen_norm_stats
 from experiments.data import mix_seed
-from experiments.rundir import RunDir
 from experiments.train import Run, restore
 
-from .context import Context, Need
+from .context import Context, Need, snapshots
 from .output import save_figure, save_table
 from .seeds import Spec
 
@@ -86,11 +85,8 @@ def ratio_at(run: Run, step: int, samples: int, seed: int = 0) -> dict[str, floa
 
 def ratios(path, samples: int) -> pd.DataFrame:
     """The ratio at every snapshot of the Meta-Semi run at `path`."""
-    snaps = RunDir(path).snapshots()
-    if not snaps:
-        raise FileNotFoundError(f"{path} has no snapshots/ (train it with snapshots=true)")
     rows = []
-    for step, file in snaps:
+    for step, file in snapshots(path):
         _, run = restore(path, file)
         rows.append({"step": step, **ratio_at(run, step, samples)})
     return pd.DataFrame(rows)

@@ -11,9 +11,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.rundir import RunDir
+
 from .seeds import Spec, is_done, metrics, run_path, summary
 
 Need = tuple[Spec, int]
+
+
+def snapshots(path: Path) -> list[tuple[int, Path]]:
+    """(step, file) of the run's snapshots; an error naming the run when it kept none."""
+    found = RunDir(Path(path)).snapshots()
+    if not found:
+        raise FileNotFoundError(f"{path} has no snapshots/ (train it with snapshots=true)")
+    return found
 
 
 @dataclass(frozen=True)

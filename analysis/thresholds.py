@@ -22,7 +22,7 @@ import torch
 
 from experiments.train import restore
 
-from .context import Context, Need
+from .context import Context, Need, snapshots
 from .output import save_figure, save_table
 from .seeds import Spec
 
@@ -56,13 +56,9 @@ def unlabeled_scores(path, state_file=None) -> pd.DataFrame:
 
 def over_training(path) -> pd.DataFrame:
     """`unlabeled_scores` at every snapshot of the run, with a `step` column."""
-    from experiments.rundir import RunDir
-
-    snaps = RunDir(path).snapshots()
-    if not snaps:
-        raise FileNotFoundError(f"{path} has no snapshots/ (train it with snapshots=true)")
     return pd.concat(
-        [unlabeled_scores(path, file).assign(step=step) for step, file in snaps], ignore_index=True
+        [unlabeled_scores(path, file).assign(step=step) for step, file in snapshots(path)],
+        ignore_index=True,
     )
 
 
