@@ -41,7 +41,7 @@ baselines: $(STAMP)
 	$(PY) -m analysis.baselines
 
 check-meta: $(STAMP)
-	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS))
+	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS))
 
 bench: $(STAMP)
 	$(PY) -m analysis.bench

@@ -10,7 +10,7 @@ from . import configs
 from .config import ConfigError, apply_overrides, smoke
 from .rundir import run_name
 from .sources import DataError
-from .train import train
+from .train import Diverged, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Diverged as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        return 1
     print(json.dumps({k: summary[k] for k in ("run", "seed", "final", "wall_time_s")}, indent=2))
     return 0
 

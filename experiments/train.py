@@ -29,6 +29,10 @@ from .models import MODELS
 from .rundir import RunDir
 
 
+class Diverged(RuntimeError):
+    """The training loss stopped being finite; the run directory keeps the last checkpoint."""
+
+
 @dataclass
 class Run:
     data: SSLData
@@ -147,6 +151,17 @@ def load_weights(run: Run, state: dict[str, Any]) -> None:
     run.method.load_state_dict(state["method"])
 
 
+def _diverged(cfg: Config, seed: int, rundir: RunDir, step: int, logs: dict, kept: int):
+    terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+    kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
+    raise Diverged(
+        f"{cfg.name} seed {seed}: the training loss is {logs['loss']} at step {step + 1} "
+        f"({terms}). Stopped; {rundir.path} keeps its config and {kept_at}. The same command "
+        "starts from there and diverges again unless a setting changes: try a lower lr, or for "
+        "a meta method a smaller method.meta_lr or method.inner_lr_scale."
+    )
+
+
 def train(
     cfg: Config,
     seed: int,
@@ -171,6 +186,7 @@ def train(
             state["best"],
             state["elapsed"],
         )
+    saved = start  # step of the checkpoint on disk (0: none)
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
     running: dict[str, list[float]] = defaultdict(list)
     bar = tqdm(
@@ -185,6 +201,8 @@ def train(
     for step in bar:
         torch.manual_seed(mix_seed(seed, step, 0))
         logs = run.method.train_step(run.batches(step))
+        if not math.isfinite(logs["loss"]):
+            _diverged(cfg, seed, rundir, step, logs, saved)
         run.scheduler.step()
         if run.ema is not None:
             run.ema.update_parameters(run.model)
@@ -219,6 +237,7 @@ def train(
                 "config": {**as_dict(cfg), "seed": seed, "scale": scale},
             }
         )
+        saved = done
         tick = time.perf_counter()
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {

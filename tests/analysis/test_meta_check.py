@@ -23,14 +23,19 @@ def test_pair_table_compares_each_meta_method_with_its_base():
         [
             _row("mixup_digits", 0, 10.0, 30.0),
             _row("mixup_digits", 1, 12.0, 30.0),
+            _row("mixup_digits", 2, 5.0, 30.0),
             _row("metagrad_digits", 0, 8.0, 10.0),
             _row("metagrad_digits", 1, 9.0, 10.0),
+            _row("metagrad_digits", 2, 6.0, 10.0),
         ]
     )
     out = pair_table(frame).set_index("run")
-    assert out.loc["metagrad_digits", "vs base"] == "-2.50"
-    assert out.loc["mixup_digits", "result"] == "11.00 ± 1.41"
-    assert out.loc["metagrad_digits", "seeds"] == 2
+    assert out.loc["metagrad_digits", "vs base"] == "-1.33"  # 23/3 - 27/3
+    assert out.loc["mixup_digits", "result"] == "9.00 ± 3.61"  # std of 10, 12, 5 (ddof 1)
+    assert out.loc["metagrad_digits", "seeds"] == 3
+    assert out.loc["metagrad_digits", "better on"] == "2/3"  # seed 2: 6 > 5
+    assert out.loc["mixup_digits", "better on"] == "" and out.loc["mixup_digits", "vs base"] == ""
+    assert out.loc["metagrad_digits", "per seed"] == "8.00, 9.00, 6.00"
 
 
 def test_demo_smoke(tmp_path, monkeypatch):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from experiments import configs
+from experiments.__main__ import main as exp_main
 from experiments.config import ConfigError, apply_overrides, smoke
-from experiments.train import train
+from experiments.train import Diverged, train
 from methods.mixup import Mixup
 
 EMBEDDED = [n for n in configs.names() if n.endswith(("_digits", "_synthfaces"))]
@@ -93,6 +94,31 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(Mixup, "train_step", original)
     train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+
+
+def test_a_run_whose_loss_turns_nan_stops_and_keeps_its_checkpoint(tmp_path, monkeypatch):
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    original = Mixup.train_step
+
+    def nan_from_25(self, batch):
+        logs = original(self, batch)
+        return {**logs, "loss": float("nan")} if batch.step >= 25 else logs
+
+    monkeypatch.setattr(Mixup, "train_step", nan_from_25)
+    run = tmp_path / "mixup_digits/seed0"
+    with pytest.raises(Diverged, match=r"loss is nan at step 26 .*last checkpoint \(step 20\)"):
+        train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    assert not (run / "summary.json").exists()
+    assert max(int(r["step"]) for r in _rows(run / "metrics.csv")) == 20
+
+
+def test_make_exp_reports_a_diverged_run_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    rc = exp_main(["pseudo_label_digits", "--scale", "smoke", "--quiet", "lr=1e30"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "error: pseudo_label_digits seed 0: the training loss is" in err
+    assert "no checkpoint" in err and "try a lower lr" in err and "Traceback" not in err
 
 
 def test_killed_process_resumes(tmp_path):
