@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from analysis import demo
+from analysis import demo, meta_check
 from analysis.meta_check import pair_table
 
 
@@ -47,3 +47,18 @@ def test_demo_smoke(tmp_path, monkeypatch):
     assert (table[table.estimator == "-"]["cost vs base step"] == 1.0).all()
     for name in ("methods.png", "methods.pdf", "methods.md", "estimators.csv", "estimators.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
+
+
+def test_check_meta_smoke_trains_and_tabulates_every_pair(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
+    argv = ["--scale", "smoke", "--seeds", "0", "--face-seeds", "1", "--out", str(tmp_path)]
+    meta_check.main(argv)
+    frame = pd.read_csv(tmp_path / "meta_check.csv")
+    assert sorted(frame.run) == sorted(s.name for s in meta_check.specs())
+    faces = frame[frame.run.str.endswith("_synthfaces")]
+    assert set(faces.seed) == {1} and set(frame.seed) == {0, 1}
+    table = (tmp_path / "meta_check.md").read_text()
+    assert table == capsys.readouterr().out.split("wrote ")[0]
+    for base, metas in meta_check.PAIRS:
+        for name in metas:
+            assert f"| {name} " in table and f"| {base} " in table
