@@ -29,16 +29,14 @@ from bilevel import frozen_norm_stats
 from experiments.data import mix_seed
 from experiments.train import Run, restore
 
+from .comparisons import LABELS, label_spec
 from .context import Context, Need, snapshots
 from .output import save_figure, save_table
 from .seeds import Spec
 
-LABELS = (20, 50, 100)
-
 
 def spec(labels: int) -> Spec:
-    overrides = () if labels == 50 else (f"num_labels={labels}",)
-    return Spec("metasemi_digits", overrides, f"{labels} labels")
+    return dataclasses.replace(label_spec("metasemi_digits", labels), label=f"{labels} labels")
 
 
 def needs(ctx: Context) -> list[Need]:

@@ -8,12 +8,8 @@ Writes results/baselines.csv and results/baselines.md.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import pandas as pd
-
-from .seeds import Spec, collect, table
+from .output import save_csv_md
+from .seeds import Spec, check_parser, collect_groups, table
 
 DIGITS = ["supervised", "pseudo_label", "mean_teacher", "mixup", "fixmatch", "mixmatch"]
 FACES = ["supervised", "pseudo_label", "mean_teacher"]
@@ -32,25 +28,12 @@ def groups(digit_seeds: list[int], face_seeds: list[int]) -> list[tuple[list[Spe
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="0,1,2", help="digits seeds")
-    parser.add_argument("--face-seeds", default="0,1", help="synthetic-faces seeds")
-    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    face_seeds = [int(s) for s in args.face_seeds.split(",")]
-    frame = pd.concat(
-        [collect(specs, ss, args.scale) for specs, ss in groups(seeds, face_seeds)],
-        ignore_index=True,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "baselines.csv", index=False)
+    args = check_parser(__doc__.split("\n")[0]).parse_args(argv)
+    frame = collect_groups(groups(args.seeds, args.face_seeds), args.scale)
     shown = table(frame)[["run", "metric", "result", "seeds", "steps_per_s"]]
     text = shown.to_markdown(index=False, floatfmt=".1f")
-    (args.out / "baselines.md").write_text(text + "\n")
     print(text)
-    print(f"wrote {args.out / 'baselines.csv'} and {args.out / 'baselines.md'}")
+    print("wrote " + " and ".join(map(str, save_csv_md(frame, text, args.out, "baselines"))))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
 from .context import Context, Need
-from .seeds import command
+from .seeds import command, seed_list
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,13 @@ def parse(argv: list[str] | None, description: str) -> tuple[Context, list[Figur
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--scale", choices=("full", "smoke"), default="full")
     parser.add_argument("--out", type=Path, default=None, help="default: figures[/smoke]")
-    parser.add_argument("--seeds", default="0,1", help="seeds of figures that show spread")
+    parser.add_argument(
+        "--seeds", type=seed_list, default="0,1", help="seeds of figures that show spread"
+    )
     parser.add_argument("--only", nargs="*", help="figure names")
     args = parser.parse_args(argv)
     out = args.out or (Path("figures") / ("smoke" if args.scale == "smoke" else ""))
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    return Context(out=out, scale=args.scale, seeds=seeds), select(args.only)
+    return Context(out=out, scale=args.scale, seeds=tuple(args.seeds)), select(args.only)
 
 
 def main(argv: list[str] | None = None) -> int:

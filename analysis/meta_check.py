@@ -11,12 +11,10 @@ are reused. Writes results/meta_check.csv and results/meta_check.md.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 
-from .seeds import Spec, collect, table
+from .output import save_csv_md
+from .seeds import Spec, check_parser, collect_groups, table
 
 PAIRS = [
     ("mixup_digits", ["metagrad_digits"]),
@@ -28,8 +26,9 @@ PAIRS = [
 ]
 
 
-def specs(faces: bool = True) -> list[Spec]:
-    pairs = PAIRS if faces else [p for p in PAIRS if "synthfaces" not in p[0]]
+def specs(dataset: str | None = None) -> list[Spec]:
+    """Every base and meta run of the pairs on `dataset` ("digits", "synthfaces"; None: all)."""
+    pairs = [p for p in PAIRS if dataset is None or p[0].endswith(f"_{dataset}")]
     return [Spec(name) for base, metas in pairs for name in (base, *metas)]
 
 
@@ -72,34 +71,16 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="0,1,2", help="digits seeds")
-    parser.add_argument(
-        "--face-seeds", default="0,1", help="synthetic-faces seeds (about 10 min a run)"
-    )
-    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser = check_parser(__doc__.split("\n")[0])
     parser.add_argument("--no-faces", action="store_true", help="digits only")
-    parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    digits = specs(faces=False)
-    faces = [s for s in specs() if s not in digits] if not args.no_faces else []
-    frame = pd.concat(
-        [
-            collect(digits, _seeds(args.seeds), args.scale),
-            *([collect(faces, _seeds(args.face_seeds), args.scale)] if faces else []),
-        ],
-        ignore_index=True,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "meta_check.csv", index=False)
+    groups = [(specs("digits"), args.seeds)]
+    if not args.no_faces:
+        groups.append((specs("synthfaces"), args.face_seeds))
+    frame = collect_groups(groups, args.scale)
     text = pair_table(frame).to_markdown(index=False, disable_numparse=True)
-    (args.out / "meta_check.md").write_text(text + "\n")
     print(text)
-    print(f"wrote {args.out / 'meta_check.csv'} and {args.out / 'meta_check.md'}")
-
-
-def _seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",")]
+    print("wrote " + " and ".join(map(str, save_csv_md(frame, text, args.out, "meta_check"))))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,17 @@ def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 
 def save_table(frame: pd.DataFrame, out: Path, name: str, floatfmt: str = ".3g") -> list[Path]:
     """`out/name.csv` and `out/name.md`."""
+    ints = {c: str for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])}
+    markdown = frame.astype(ints).to_markdown(index=False, floatfmt=floatfmt)
+    return save_csv_md(frame, markdown, out, name)
+
+
+def save_csv_md(frame: pd.DataFrame, markdown: str, out: Path, name: str) -> list[Path]:
+    """`out/name.csv` (the frame) and `out/name.md` (`markdown`, a rendering of it)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{name}.tmp.csv"
     frame.to_csv(tmp, index=False)
     csv_path = _replace(tmp, out / f"{name}.csv")
     tmp = out / f".{name}.tmp.md"
-    ints = {c: str for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])}
-    tmp.write_text(frame.astype(ints).to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    tmp.write_text(markdown + "\n")
     return [csv_path, _replace(tmp, out / f"{name}.md")]

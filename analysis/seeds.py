@@ -5,6 +5,7 @@ Usable from a notebook (`collect`, `table`) and as the engine of the check comma
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,11 @@ class Spec:
 
 def ensure_run(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> dict:
     """The summary of `spec` at `seed`, training it first unless it already finished."""
-    run_id = run_name(spec.name, list(spec.overrides), scale)
-    path = RunDir.for_run(run_id, seed, root).file("summary.json")
-    if path.is_file():
-        return json.loads(path.read_text())
+    if is_done(spec, seed, scale, root):
+        return summary(spec, seed, scale, root)
     cfg = configs.get(spec.name)
     cfg = apply_overrides(smoke(cfg) if scale == "smoke" else cfg, list(spec.overrides))
+    run_id = run_name(spec.name, list(spec.overrides), scale)
     return train(cfg, seed, scale, root=root, run_id=run_id)
 
 
@@ -62,6 +62,33 @@ def collect(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def collect_groups(
+    groups: list[tuple[list[Spec], list[int]]], scale: str = "full", root: Path | None = None
+) -> pd.DataFrame:
+    """`collect` for each (specs, seeds) group, in one frame."""
+    return pd.concat([collect(s, seeds, scale, root) for s, seeds in groups], ignore_index=True)
+
+
+def seed_list(text: str) -> list[int]:
+    """ "0,1,2" → [0, 1, 2] (command-line seeds)."""
+    return [int(s) for s in text.split(",")]
+
+
+def check_parser(description: str) -> argparse.ArgumentParser:
+    """The options of the over-seeds checks (`make baselines`, `make check-meta`)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=seed_list, default="0,1,2", help="digits seeds")
+    parser.add_argument(
+        "--face-seeds",
+        type=seed_list,
+        default="0,1",
+        help="synthetic-faces seeds (about 10 min a run)",
+    )
+    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    return parser
 
 
 def table(frame: pd.DataFrame) -> pd.DataFrame:

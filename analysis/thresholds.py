@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from experiments.train import restore
+from methods.base import training_mode
 
 from .context import Context, Need, snapshots
 from .output import save_figure, save_table
@@ -43,8 +44,7 @@ def unlabeled_scores(path, state_file=None) -> pd.DataFrame:
     if hasattr(run.method, "per_sample"):
         out = run.method.per_sample(x)
     else:
-        run.model.eval()
-        with torch.no_grad():
+        with training_mode(run.model, False), torch.no_grad():
             probs = run.model(x).softmax(1)
         conf, pred = probs.max(1)
         out = {"tau": torch.full_like(conf, float("nan")), "conf": conf, "pred": pred}
@@ -103,7 +103,8 @@ def _fig4(ctx: Context) -> list:
 def build(ctx: Context) -> list:
     files = _fig4(ctx)
     meta, _ = BALANCED
-    final = unlabeled_scores(ctx.path(meta, ctx.seeds[0]))
+    history = over_training(ctx.path(meta, ctx.seeds[0]))
+    final = history[history.step == history.step.max()]  # the last snapshot is the final state
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.hist(final.tau, bins=40)
     ax.axvline(FIXMATCH_THRESHOLD, color="k", ls=":", label="FixMatch 0.95")
@@ -111,7 +112,6 @@ def build(ctx: Context) -> list:
     ax.legend()
     files += save_figure(fig, ctx.out, "metathreshold_fig5a_histogram")
 
-    history = over_training(ctx.path(meta, ctx.seeds[0]))
     per_class = class_average(history)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for c, part in per_class.groupby("class"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from methods.base import training_mode
 from methods.task import Task
 
 from .data import BatchMaker, Part
@@ -20,11 +21,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of `model` in eval mode on (the first `limit` samples of) `part`."""
     n = len(part) if limit <= 0 else min(limit, len(part))
-    was_training = model.training
-    model.eval()
     x = part.x[:n]
-    outs = [model(batches.normalise(x[i : i + chunk])).cpu() for i in range(0, n, chunk)]
-    model.train(was_training)
+    with training_mode(model, False):
+        outs = [model(batches.normalise(x[i : i + chunk])).cpu() for i in range(0, n, chunk)]
     out, y = torch.cat(outs), part.y[:n]
     task = batches.data.task
     if task.kind == "classification":

@@ -89,16 +89,17 @@ class RunDir:
         writer.writerows(rows)
         _atomic_write(self.file("metrics.csv"), buf.getvalue().encode())
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def _save_torch(self, name: str, state: dict[str, Any]) -> None:
         buf = io.BytesIO()
         torch.save(state, buf)
-        _atomic_write(self.file("ckpt.pt"), buf.getvalue())
+        _atomic_write(self.file(name), buf.getvalue())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        self._save_torch("ckpt.pt", state)
 
     def save_snapshot(self, step: int, state: dict[str, Any]) -> None:
         (self.path / "snapshots").mkdir(exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        _atomic_write(self.file(f"snapshots/step{step:07d}.pt"), buf.getvalue())
+        self._save_torch(f"snapshots/step{step:07d}.pt", state)
 
     def snapshots(self) -> list[tuple[int, Path]]:
         """(step, path) of the kept snapshots, in step order."""

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from methods import METHODS, Method
+from methods.base import ema_decay
 
 from . import sources
 from .config import Config, as_dict, config_defaults
@@ -58,7 +59,7 @@ def lr_factor(cfg: Config, step: int) -> float:
 
 def _ema_fn(decay: float):
     def avg(avg_p: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = min(1.0 - 1.0 / (float(n) + 1.0), decay)  # Mean Teacher's warm-up of the decay
+        d = ema_decay(int(n), decay)
         return d * avg_p + (1.0 - d) * p
 
     return avg
@@ -152,6 +153,7 @@ def load_weights(run: Run, state: dict[str, Any]) -> None:
 
 
 def _diverged(cfg: Config, seed: int, rundir: RunDir, step: int, logs: dict, kept: int):
+    """Raise `Diverged`; `kept` is the step of the checkpoint on disk (0: none yet)."""
     terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
     raise Diverged(
@@ -186,7 +188,6 @@ def train(
             state["best"],
             state["elapsed"],
         )
-    saved = start  # step of the checkpoint on disk (0: none)
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
     running: dict[str, list[float]] = defaultdict(list)
     bar = tqdm(
@@ -202,7 +203,7 @@ def train(
         torch.manual_seed(mix_seed(seed, step, 0))
         logs = run.method.train_step(run.batches(step))
         if not math.isfinite(logs["loss"]):
-            _diverged(cfg, seed, rundir, step, logs, saved)
+            _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
         run.scheduler.step()
         if run.ema is not None:
             run.ema.update_parameters(run.model)
@@ -237,7 +238,6 @@ def train(
                 "config": {**as_dict(cfg), "seed": seed, "scale": scale},
             }
         )
-        saved = done
         tick = time.perf_counter()
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {

@@ -1,13 +1,15 @@
 """The method contract: one `train_step` per algorithm, the shared loop does the rest.
 
 A method gets the model, its optimizer, the task, the EMA teacher (when it asks for one) with its
-decay, and
-the name of a hypergradient estimator (meta methods). It never opens files or parses configs.
+decay, and the name of a hypergradient estimator (meta methods). It never opens files or parses
+configs.
 Baselines implement `loss(batch)`; meta methods override `train_step`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,6 +46,22 @@ class Batch:
         """A prediction made on view `u[0]`, moved into the frame of view `u[1]` (landmarks)."""
         offsets = self.u_offsets or [None, None]
         return task.transfer(pred, offsets[0], offsets[1])
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """d_t = min(1 − 1/(t+1), d): the EMA teacher's decay at update t (Mean Teacher's warm-up)."""
+    return min(1.0 - 1.0 / (step + 1.0), decay)
+
+
+@contextmanager
+def training_mode(model: nn.Module, mode: bool) -> Iterator[nn.Module]:
+    """`model.train(mode)` inside the block; the model's own mode restored on exit."""
+    was_training = model.training
+    model.train(mode)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def linear_ramp(progress: float, fraction: float) -> float:

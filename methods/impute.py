@@ -34,7 +34,7 @@ import torch
 
 from bilevel import Evaluator, ImputedTargets
 
-from .base import Batch, linear_ramp
+from .base import Batch, ema_decay, linear_ramp
 from .meta import MetaMethod, renormalise
 from .task import one_hot, soft_cross_entropy
 
@@ -135,7 +135,7 @@ class Impute(MetaMethod):
         """Add η_z B_u gᵀ ∂ψ/∂θ to the parameters' gradients (V2); returns its norm."""
         net, scale = self.imputer(), self.cfg.meta_lr * len(g)
         if self.cfg.base == "mean_teacher":  # ∂θ_EMA/∂θ of this step's EMA update
-            scale *= 1.0 - min(1.0 - 1.0 / (batch.step + 1), self.teacher_decay)
+            scale *= 1.0 - ema_decay(batch.step, self.teacher_decay)
         params = [p for p in net.parameters() if p.requires_grad]
         surrogate = (self.impute(batch, net) * g).sum() * scale
         grads = torch.autograd.grad(surrogate, params, allow_unused=True)

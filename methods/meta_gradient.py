@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from bilevel import ImputedTargets
 
-from .base import Batch, linear_ramp
+from .base import Batch, linear_ramp, training_mode
 from .meta import MetaMethod, renormalise
 from .task import one_hot, soft_cross_entropy
 
@@ -59,9 +59,7 @@ class MetaGradient(MetaMethod):
     def meta_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """ŷ for the unlabeled batch (no change to the model)."""
         u = batch.u[0]
-        was_training = self.model.training
-        self.model.train(not self.cfg.eval_meta)
-        try:
+        with training_mode(self.model, not self.cfg.eval_meta):
             y_tilde = self.predict(self.model, u)
             inner = ImputedTargets(u, "softmax_mse", key="y")
 
@@ -69,8 +67,6 @@ class MetaGradient(MetaMethod):
                 return F.cross_entropy(f(batch.x), batch.y)
 
             grad = self.hypergradient(self.problem(inner, outer), {"y": y_tilde})["y"]
-        finally:
-            self.model.train(was_training)
         y_hat = renormalise(y_tilde - self.cfg.meta_scale * len(u) * grad)
         moved = (y_hat - y_tilde).abs().sum(1).mean().item()
         flipped = (y_hat.argmax(1) != y_tilde.argmax(1)).double().mean().item()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .base import Batch
+from .base import Batch, training_mode
 from .fixmatch import forward_all, pseudo_label_counts
 from .meta import MetaMethod
 
@@ -128,12 +128,10 @@ class MetaThreshold(MetaMethod):
     def per_sample(self, x: Tensor, chunk: int = 500) -> dict[str, Tensor]:
         """Per-sample thresholds τ, confidences and predicted classes on (unaugmented) inputs
         `x`, with the class-average confidence p̄ taken over all of `x` instead of one batch."""
-        was_training = self.model.training
-        self.model.eval()
-        probs = torch.cat(
-            [self.predict(self.model, x[i : i + chunk]) for i in range(0, len(x), chunk)]
-        )
-        self.model.train(was_training)
+        with training_mode(self.model, False):
+            probs = torch.cat(
+                [self.predict(self.model, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+            )
         conf, pred = probs.max(1)
         return {"tau": self.thresholds(tgn_inputs(probs)), "conf": conf, "pred": pred}
 
