@@ -7,7 +7,7 @@ own batch maker (augmentation included) and
 
     ratio = mean_s ‖∇ L_meta(X_s, U_s)‖² / ‖mean_s ∇ G(X_s)‖²
 
-with L_meta the method's normalised weighted pseudo-label loss (its `meta` term) and
+with L_meta the method's normalised weighted loss over Ũ (the loss it steps on) and
 G(X) = Σ_{i∈X} CE(f(x_i), y_i) (the paper's sum over the mini-batch, Eq. 15). ∇E_X G is the
 Monte-Carlo mean over the same S draws: its squared norm is biased upwards by tr Cov/S, which
 lowers the ratio slightly for small S (the paper uses S = 500; the CPU default here is 100).
@@ -69,8 +69,8 @@ def ratio_at(run: Run, step: int, samples: int, seed: int = 0) -> dict[str, floa
         for s in range(samples):
             torch.manual_seed(mix_seed(seed, step, s))
             batch = dataclasses.replace(run.batches(10**7 + s), step=step)
-            terms, _ = method.terms(batch)
-            meta_grads.append(_flat_grad(terms["meta"], params))
+            meta_loss, _ = method.loss(batch)  # L_meta (App. B: the loss Meta-Semi steps on)
+            meta_grads.append(_flat_grad(meta_loss, params))
             sup = F.cross_entropy(model(batch.x), batch.y, reduction="sum")
             sup_grads.append(_flat_grad(sup, params))
     mean = torch.stack(sup_grads).mean(0)

@@ -20,17 +20,21 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from bilevel import GENERAL
 from experiments import configs
 from experiments.config import apply_overrides
 from experiments.train import build
 
-PAIRS = {
-    "mixup_digits": ["metagrad_digits"],
-    "mean_teacher_digits": ["metasemi_digits"],
-    "fixmatch_digits": ["metathreshold_digits", "metathreshold_green_digits"],
-    "pseudo_label_digits": ["impute_v1_digits", "impute_v2_digits"],
-}
-ESTIMATORS = ["func", "higher", "forward", "fd"]
+ESTIMATORS = list(GENERAL)
+
+
+def pairs() -> list[tuple[str, list[str]]]:
+    """Every meta experiment on balanced digits with its base run (derived)."""
+    return [
+        (base, metas)
+        for base, metas in configs.pairs()
+        if configs.get(base).dataset == "digits" and not configs.get(base).imbalance
+    ]
 
 
 def _timer(name: str, overrides: list[str]):
@@ -53,7 +57,7 @@ def _timer(name: str, overrides: list[str]):
 
 def bench(repeats: int, warmup: int, device: str) -> pd.DataFrame:
     rows = []
-    for base, metas in PAIRS.items():
+    for base, metas in pairs():
         variants = [(base, "-")] + [(m, e) for m in metas for e in ESTIMATORS]
         timers = {
             v: _timer(v[0], [f"device={device}"] + ([f"estimator={v[1]}"] if v[1] != "-" else []))

@@ -14,26 +14,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from experiments import configs
+
 from .context import Context, Need
 from .output import save_figure, save_table
 from .seeds import Spec
 
-PAIRS = [  # (base, meta) on digits, 50 labels
-    ("mixup_digits", "metagrad_digits"),
-    ("mean_teacher_digits", "metasemi_digits"),
-    ("fixmatch_digits", "metathreshold_digits"),
-    ("pseudo_label_digits", "impute_v1_digits"),
-    ("pseudo_label_digits", "impute_v2_digits"),
-]
+# the meta experiments these studies show (digits, 50 labels); each is paired with its base run
+METAS = ["metagrad_digits", "metasemi_digits", "metathreshold_digits"]
+METAS += ["impute_v1_digits", "impute_v2_digits"]
+PAIRS = [(base, meta) for base, metas in configs.pairs(METAS) for meta in metas]
 LABELS = (20, 50, 100)
-# estimators each meta method is run with (its config's default comes first)
-ESTIMATORS = {
-    "metagrad_digits": ("fd", "func", "forward"),
-    "metasemi_digits": ("func", "fd", "forward"),
-    "metathreshold_digits": ("func", "fd", "forward"),
-    "impute_v1_digits": ("func", "fd", "forward"),
-    "impute_v2_digits": ("func", "fd", "forward"),
-}
+STUDIED = ("func", "fd", "forward")  # estimators of the estimator study
+# estimators each meta method is run with (its config's default first)
+ESTIMATORS = {name: tuple(dict.fromkeys((configs.get(name).estimator, *STUDIED))) for name in METAS}
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the base run's wall time
 
 

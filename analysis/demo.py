@@ -17,17 +17,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from experiments import configs
+
 from . import compare
 from .seeds import Spec, collect
 
 STEPS = 400
-# base → its meta methods, each with the estimators to show
-PAIRS = {
-    "mixup_digits": {"metagrad_digits": ["fd", "forward"]},
-    "mean_teacher_digits": {"metasemi_digits": ["func", "fd"]},
-    "fixmatch_digits": {"metathreshold_digits": ["func", "forward"]},
-    "pseudo_label_digits": {"impute_v1_digits": ["func", "fd"], "impute_v2_digits": ["func"]},
+# the meta methods shown, each with the estimators to show; bases are derived
+SHOWN = {
+    "metagrad_digits": ["fd", "forward"],
+    "metasemi_digits": ["func", "fd"],
+    "metathreshold_digits": ["func", "forward"],
+    "impute_v1_digits": ["func", "fd"],
+    "impute_v2_digits": ["func"],
 }
+PAIRS = {base: {m: SHOWN[m] for m in metas} for base, metas in configs.pairs(list(SHOWN))}
 
 
 def specs(steps: int) -> list[Spec]:

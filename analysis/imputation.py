@@ -12,15 +12,16 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from experiments import configs
 from experiments.train import restore
 
 from .context import Context, Need
 from .output import save_figure
 from .seeds import Spec
 
-PAIRS = {  # dataset: (base, impute)
-    "digits": (Spec("pseudo_label_digits"), Spec("impute_v1_digits")),
-    "synthfaces": (Spec("mean_teacher_synthfaces"), Spec("impute_v1_synthfaces")),
+IMPUTE = {"digits": "impute_v1_digits", "synthfaces": "impute_v1_synthfaces"}
+PAIRS = {  # dataset: (base, impute), the base run derived
+    dataset: (Spec(configs.base_of(name)), Spec(name)) for dataset, name in IMPUTE.items()
 }
 
 

@@ -1,35 +1,35 @@
 """`make check-meta`: each meta-learning method against the base it builds on, over seeds.
 
-Digits with 50 labels (error %): Meta-Gradient vs mixup (ICT), Meta-Semi vs Mean Teacher,
-Meta-Threshold (and Green, k = 4) vs FixMatch, Impute V1/V2 vs Pseudo-Label and vs Mean Teacher
-(one run per base); synthetic faces with 1% labels (NME %): Impute V1/V2 on each base vs that
-base. Reports mean ± std, each seed's value, the difference to the base, and on how many seeds
-the meta method is below its base with the same seed (step costs: `make bench`, which times
-methods side by side; whole-run wall times depend on what else the machine ran). Finished runs
-are reused. Writes results/meta_check.csv and results/meta_check.md.
+Every meta experiment on digits (50 labels, error %) and synthetic faces (1% labels, NME %)
+against its base run, the named experiment that runs the meta method's `base` with the same
+settings (`experiments.configs.pairs`, derived, so the two differ only in the meta step).
+Reports mean ± std, each seed's value, the difference to the base, and on how many seeds the
+meta method is below its base with the same seed (step costs: `make bench`, which times methods
+side by side; whole-run wall times depend on what else the machine ran). Finished runs are
+reused. Writes results/meta_check.csv and results/meta_check.md.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from experiments import configs
+
 from .output import save_csv_md
 from .seeds import Spec, check_parser, collect_groups, table
 
-PAIRS = [
-    ("mixup_digits", ["metagrad_digits"]),
-    ("mean_teacher_digits", ["metasemi_digits", "impute_v1_mt_digits", "impute_v2_mt_digits"]),
-    ("fixmatch_digits", ["metathreshold_digits", "metathreshold_green_digits"]),
-    ("pseudo_label_digits", ["impute_v1_digits", "impute_v2_digits"]),
-    ("pseudo_label_synthfaces", ["impute_v1_pl_synthfaces", "impute_v2_pl_synthfaces"]),
-    ("mean_teacher_synthfaces", ["impute_v1_synthfaces", "impute_v2_synthfaces"]),
-]
+DATASETS = ("digits", "synthfaces")
+
+
+def pairs(dataset: str | None = None) -> list[tuple[str, list[str]]]:
+    """(base, metas) on `dataset` (None: every dataset of the check)."""
+    wanted = DATASETS if dataset is None else (dataset,)
+    return [(b, m) for b, m in configs.pairs() if configs.get(b).dataset in wanted]
 
 
 def specs(dataset: str | None = None) -> list[Spec]:
     """Every base and meta run of the pairs on `dataset` ("digits", "synthfaces"; None: all)."""
-    pairs = [p for p in PAIRS if dataset is None or p[0].endswith(f"_{dataset}")]
-    return [Spec(name) for base, metas in pairs for name in (base, *metas)]
+    return [Spec(name) for base, metas in pairs(dataset) for name in (base, *metas)]
 
 
 def _wins(frame: pd.DataFrame, name: str, base: str) -> str:
@@ -46,7 +46,7 @@ def _per_seed(frame: pd.DataFrame, name: str) -> str:
 def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
     summary = table(frame).set_index("run")
     rows = []
-    for base, metas in PAIRS:
+    for base, metas in pairs():
         if base not in summary.index:
             continue
         for name in (base, *metas):

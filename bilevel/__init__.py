@@ -5,7 +5,7 @@ problem = BilevelProblem(model, inner_loss, outer_loss, lr=0.1, steps=1)
 grads = hypergradient(problem, hparams, estimator="forward")
 """
 
-from .estimators import ESTIMATORS, EXACT
+from .estimators import ESTIMATORS, EXACT, GENERAL
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import hypergradient
 from .losses import ImputedTargets, per_sample_loss
@@ -15,6 +15,7 @@ from .sgd import SGDConfig, sgd_step
 __all__ = [
     "ESTIMATORS",
     "EXACT",
+    "GENERAL",
     "BilevelProblem",
     "Evaluator",
     "ImputedTargets",

@@ -56,10 +56,12 @@ class ImputedTargets:
     weight: float = 1.0
     reduction: Literal["mean", "sum"] = "mean"
     labeled: tuple[Tensor, Tensor] | None = None
+    labeled_kind: LossKind | None = None  # loss of the labeled term (default: `kind`)
 
     def __post_init__(self) -> None:
-        if self.kind not in LOSS_KINDS:
-            raise ValueError(f"unknown loss kind {self.kind!r}; valid: {', '.join(LOSS_KINDS)}")
+        for kind in (self.kind, self.labeled_kind or self.kind):
+            if kind not in LOSS_KINDS:
+                raise ValueError(f"unknown loss kind {kind!r}; valid: {', '.join(LOSS_KINDS)}")
         if self.reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
 
@@ -81,5 +83,6 @@ class ImputedTargets:
         loss = self.unlabeled(f, hparams)  # first: dropout masks as in `unlabeled` alone
         if self.labeled is not None:
             x_l, y_l = self.labeled
-            loss = loss + self._reduce(per_sample_loss(self.kind, f(x_l), y_l))
+            kind = self.labeled_kind or self.kind
+            loss = loss + self._reduce(per_sample_loss(kind, f(x_l), y_l))
         return loss

@@ -156,8 +156,9 @@ def _diverged(cfg: Config, seed: int, rundir: RunDir, step: int, logs: dict, kep
     """Raise `Diverged`; `kept` is the step of the checkpoint on disk (0: none yet)."""
     terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
+    losses = ", ".join(f"{k}={v}" for k, v in logs.items() if k.startswith("loss"))
     raise Diverged(
-        f"{cfg.name} seed {seed}: the training loss is {logs['loss']} at step {step + 1} "
+        f"{cfg.name} seed {seed}: the training loss is not finite ({losses}) at step {step + 1} "
         f"({terms}). Stopped; {rundir.path} keeps its config and {kept_at}. The same command "
         "starts from there and diverges again unless a setting changes: try a lower lr, or for "
         "a meta method a smaller method.meta_lr or method.inner_lr_scale."
@@ -202,7 +203,7 @@ def train(
     for step in bar:
         torch.manual_seed(mix_seed(seed, step, 0))
         logs = run.method.train_step(run.batches(step))
-        if not math.isfinite(logs["loss"]):
+        if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
             _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
         run.scheduler.step()
         if run.ema is not None:

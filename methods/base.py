@@ -1,20 +1,28 @@
-"""The method contract: one `train_step` per algorithm, the shared loop does the rest.
+"""The method contract: one `train_step` template for every method, the shared loop does the rest.
 
 A method gets the model, its optimizer, the task, the EMA teacher (when it asks for one) with its
 decay, and the name of a hypergradient estimator (meta methods). It never opens files or parses
 configs.
-Baselines implement `loss(batch)`; meta methods override `train_step`.
+
+A base method writes `loss(batch)` in terms of the targets, masks or weights it computes in
+hooks of its own (`targets`, `mask`, `weights`). A meta method names its base (`base`), subclasses
+it and overrides only the hook its paper changes, through a meta step. `train_step` takes one
+optimizer step per `Step` that `losses(batch)` yields (one by default; more where a paper's
+iteration takes several, e.g. the Learning-to-Impute authors' base step followed by the
+imputation step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from bilevel import frozen_norm_stats
 
 from .task import Task
 
@@ -74,8 +82,29 @@ class NoConfig:
     """For methods without hyperparameters."""
 
 
+@dataclass
+class Step:
+    """One optimizer step of an iteration: its loss, its logs, and extra gradients
+    `(parameter, gradient)` added to `.grad` after `loss.backward()` (a hypergradient that
+    reaches θ outside the loss's graph, e.g. through the EMA teacher)."""
+
+    loss: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    extra: Sequence[tuple[Tensor, Tensor]] = ()
+
+
+def add_grads(pairs: Sequence[tuple[Tensor, Tensor | None]], replace: bool = False) -> None:
+    """Write gradients into `.grad`: `p.grad = g` (`replace`) or `p.grad += g`; None skips."""
+    for p, g in pairs:
+        if g is None:
+            continue
+        g = g.detach().to(p.dtype)
+        p.grad = g if replace or p.grad is None else p.grad + g
+
+
 class Method:
     name: ClassVar[str]
+    base: ClassVar[str | None] = None  # the base method a meta method builds on
     Config: ClassVar[type] = NoConfig
     views: ClassVar[tuple[str, ...]] = ("weak",)  # augmentations of the unlabeled batch
     tasks: ClassVar[tuple[str, ...]] = ("classification", "landmarks")
@@ -102,17 +131,33 @@ class Method:
         self.estimator_kw = dict(estimator_kw or {})
         self.teacher_decay = teacher_decay  # d of the EMA teacher: min(1 − 1/(t+1), d) at step t
 
+    @torch.no_grad()
+    def predict(self, net: nn.Module, x: Tensor) -> Tensor:
+        """The task's prediction of `net` on `x` without touching BatchNorm statistics."""
+        with frozen_norm_stats(net):
+            return self.task.prediction(net(x))
+
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    def losses(self, batch: Batch) -> Iterator[Step]:
+        """The optimizer steps of one iteration, in order; each is taken before the next is
+        computed. Default: one step on `loss(batch)`."""
+        yield Step(*self.loss(batch))
+
     def train_step(self, batch: Batch) -> dict[str, float]:
-        """One optimizer step; returns scalar logs."""
+        """One iteration: for each `Step`, zero the gradients, backward, add its extra
+        gradients, step the optimizer. Logs `loss` (first step), `loss_2`, … and the steps' logs."""
         self.model.train()
-        loss, logs = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": float(loss.detach()), **logs}
+        logs: dict[str, float] = {}
+        for i, step in enumerate(self.losses(batch)):
+            self.optimizer.zero_grad(set_to_none=True)
+            step.loss.backward()
+            add_grads(step.extra)
+            self.optimizer.step()
+            logs |= step.logs
+            logs["loss" if i == 0 else f"loss_{i + 1}"] = float(step.loss.detach())
+        return logs
 
     def state_dict(self) -> dict[str, Any]:
         """Method state beyond model and optimizer (meta-networks, their optimizers, …)."""
@@ -134,6 +179,10 @@ class Registry:
             raise ValueError(f"duplicate method name {cls.name!r}")
         self.methods[cls.name] = cls
         return cls
+
+    def base_of(self, name: str) -> str | None:
+        """The base method of `name` (None for a base method)."""
+        return self[name].base
 
     def __getitem__(self, name: str) -> type[Method]:
         if name not in self.methods:

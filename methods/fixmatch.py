@@ -49,13 +49,17 @@ class FixMatch(Method):
     views = ("weak", "strong")
     tasks = ("classification",)
 
+    def mask(self, batch: Batch, probs: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The pseudo labels that count: max p_j ≥ `threshold` (Meta-T overrides this)."""
+        return (probs.max(1).values >= self.cfg.threshold).to(probs.dtype), {}
+
     def loss(self, batch: Batch):
         out_x, out_w, out_s = forward_all(self.model, batch)
         probs = (out_w.detach() / self.cfg.temperature).softmax(1)
-        conf, labels = probs.max(1)
-        mask = (conf >= self.cfg.threshold).to(out_s.dtype)
+        labels = probs.argmax(1)
+        mask, logs = self.mask(batch, probs)
         sup = self.task.supervised(out_x, batch.y)
         unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
-        logs = {"sup": sup.item(), "unsup": unsup.item()}
+        logs |= {"sup": sup.item(), "unsup": unsup.item()}
         logs |= pseudo_label_counts(labels, mask, batch.u_true)
         return sup + self.cfg.weight * unsup, logs

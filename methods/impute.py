@@ -1,145 +1,197 @@
-"""Learning to Impute (Li, Foo, Bilen): imputed labels z tuned so that a virtual step on them
-lowers the loss on a hold-out batch.
+"""Learning to Impute (Li, Foo, Bilen): the imputed targets z of a Pseudo-Label (`impute_pl`) or
+Mean-Teacher (`impute_mt`) base, tuned so that a virtual step on them lowers the loss C^H on a
+hold-out batch (from the labeled set, or a separate split with `holdout=separate`).
 
-    z = ψ(u')          the base's imputation: the model's (PL) or EMA teacher's (MT) prediction
-                       on a first view, moved into the frame of the second view u'' (landmarks)
-    θ*(z) = θ − η ∇_θ [C^T(x, y) + C^U(f(u''), z)]         virtual step (real optimizer, lr η;
-                                                           no λ, as the paper's inner loop)
-    g = ∂ C^H(θ*(z)) / ∂z,   C^H = supervised loss on the hold-out batch   (the estimator)
+`protocol="toolkit"` (one optimizer step per iteration, the base's own loss):
+    z = ψ(u')            the base's targets: the model's (PL) or EMA teacher's (MT) prediction on
+                         view u', moved into the frame of view u'' (landmarks)
+    θ*(z) = θ − η ∇_θ [C^T(x, y) + C^U(f(u''), z)]     the real optimizer's virtual step, lr η ×
+                                                       `inner_lr_scale`; C^U the base's loss, no λ
+    g = ∂ C^H(θ*(z)) / ∂z                              (the configured estimator)
+    V1: the base's step with ẑ = z − η_z B_u g (soft labels renormalised): B_u g is the gradient
+        of the summed loss of the paper's App. B, so η_z does not depend on batch size.
+    V2: the base's step with z, plus η_z B_u gᵀ ∂ψ/∂θ in the gradient. On the MT base ψ is the
+        teacher, which depends on θ through this step's EMA update θ_EMA ← d_t θ_EMA + (1 − d_t)θ:
+        the student gets (1 − d_t) gᵀ ∂ψ/∂θ_EMA at the teacher's weights.
 
-C^U averages over the B_u unlabeled samples, so g carries 1/B_u; the steps below use B_u·g, the
-gradient of the summed loss of the paper's App. B, so that η_z does not depend on batch size.
-V1 (z are parameters): ẑ = z − η_z B_u g (soft labels renormalised), then the real step on
-    C^T + λ(t) C^U(ẑ).
-V2 (g flows through ψ into θ): the real step on C^T + λ(t) C^U(z) + η_z B_u ⟨g, ψ(θ)⟩, i.e. the
-    parameters get the extra gradient η_z B_u gᵀ ∂ψ/∂θ. With the MT base ψ is the EMA teacher,
-    whose weights depend on the student's through the EMA update θ_EMA ← d_t θ_EMA + (1 − d_t) θ,
-    d_t = min(1 − 1/(t+1), d): the student gets (1 − d_t) gᵀ ∂ψ/∂θ_EMA, taken at the teacher's
-    current weights. (Applying the teacher's gradient unscaled, as session 1 did, is 1/(1 − d)
-    = 100× too large at d = 0.99 and made V2 diverge on landmarks.)
-Simplification of the paper's Alg. 1: one real step per iteration after the z update (the
-paper first steps the base method, re-imputes and steps again). The hold-out batch comes from
-the labeled set (default, as the paper) or a separate split (config `holdout=separate`).
-C^U is soft cross-entropy for classes and the task's squared error for landmarks (the authors
-use 10× the learning rate for V2's virtual step on landmarks: `inner_lr_scale`). Every
-`log_every` steps logs C^H(θ*(z)) and C^H(θ*(ẑ)), the hold-out loss of the virtual model
+`protocol="authors"` (the authors' scripts, docs/authors_code.md): (1) the base's step; (2) on the
+updated student, p = f(u') (ψ is the student on either base) and the targets T(p) (softmax for
+classes; shifted into view u'' for landmarks); one plain SGD step on the unlabeled loss alone
+(classes: Σ over samples and classes of (softmax f(u'') − softmax p)²; landmarks: mean of
+(f(u'') − T(p))², through tanh for V2) at `inner_lr_scale` × lr; g = ∂C^H/∂p for the mean hold-out
+loss. V1: p̂ = p − η_z g and a second optimizer step on the mean over samples and outputs of
+(softmax f(u'') − softmax p̂)² (landmarks (f(u'') − T(p̂))²), without λ. V2: a second optimizer
+step whose gradient is η_z gᵀ ∂p/∂θ. `post_decay` > 0 then multiplies the weights by
+1 − post_decay·lr (the classification scripts' EMA helper does this with 0.02).
+
+Every `log_every` steps logs C^H(θ*(z)) and C^H(θ*(ẑ)), the hold-out loss of the virtual model
 before and after the z update (paper Fig. 2).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from bilevel import Evaluator, ImputedTargets
 
-from .base import Batch, ema_decay, linear_ramp
-from .meta import MetaMethod, renormalise
-from .task import one_hot, soft_cross_entropy
+from .base import Batch, Step, ema_decay, frozen_norm_stats
+from .mean_teacher import MeanTeacher, MeanTeacherConfig
+from .meta import PROTOCOLS, MetaMethod, renormalise
+from .pseudo_label import PseudoLabel, PseudoLabelConfig
+from .task import one_hot
 
 
 @dataclass
-class ImputeConfig:
+class ImputeFields:
     variant: str = "v1"  # v1 | v2
-    base: str = "pseudo_label"  # pseudo_label | mean_teacher
-    weight: float = 1.0  # λ after the ramp
-    ramp: float = 0.4
+    protocol: str = "toolkit"  # toolkit | authors
     meta_lr: float = 1.0  # η_z (V1) / scale of the ψ-gradient (V2)
     inner_lr_scale: float = 1.0  # virtual step lr = lr × this
+    post_decay: float = 0.0  # authors: θ ← θ(1 − post_decay·lr) after the iteration
     log_every: int = 10
 
 
+@dataclass
+class ImputePLConfig(PseudoLabelConfig, ImputeFields):
+    soft: bool = True  # imputed class targets are soft (the paper's PL base)
+
+
+@dataclass
+class ImputeMTConfig(MeanTeacherConfig, ImputeFields):
+    pass
+
+
 class Impute(MetaMethod):
-    name = "impute"
-    Config = ImputeConfig
-    views = ("weak", "weak")
+    """The meta step and both protocols; mixed into a base (`PseudoLabel` or `MeanTeacher`)."""
+
     needs_holdout = True
 
     def __init__(self, cfg, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
         if cfg.variant not in ("v1", "v2"):
-            raise ValueError(f"impute: variant must be 'v1' or 'v2', got {cfg.variant!r}")
-        if cfg.base not in ("pseudo_label", "mean_teacher"):
-            raise ValueError(f"impute: base must be pseudo_label or mean_teacher, got {cfg.base!r}")
-        if cfg.base == "mean_teacher" and self.teacher is None:
-            raise ValueError(
-                "impute with base=mean_teacher needs an EMA teacher (set ema_decay > 0)"
-            )
+            raise ValueError(f"{self.name}: variant must be 'v1' or 'v2', got {cfg.variant!r}")
+        if cfg.protocol not in PROTOCOLS:
+            raise ValueError(f"{self.name}: protocol must be one of {PROTOCOLS}")
+        if self.hard():
+            raise ValueError(f"{self.name}: imputed class targets are soft; set soft=true")
         self.classes = self.task.kind == "classification"
 
-    def imputer(self):
-        return self.teacher if self.cfg.base == "mean_teacher" else self.model
+    def losses(self, batch: Batch) -> Iterator[Step]:
+        if self.cfg.protocol == "authors":
+            yield from self.authors_iteration(batch)
+            return
+        z, mask, logs = self.targets(batch)
+        g, meta_logs = self.meta_step(batch, z)
+        logs |= meta_logs
+        if self.cfg.variant == "v1":
+            yield Step(*self.loss(batch, (self.updated(z, g), mask, logs)))
+            return
+        extra = self.psi_gradient(batch, g)
+        logs["psi_grad_norm"] = float(torch.cat([e.flatten() for _, e in extra]).norm())
+        yield Step(*self.loss(batch, (z, mask, logs)), extra)
 
-    def impute(self, batch: Batch, net) -> torch.Tensor:
-        """ψ: prediction on view 1 moved into view 2's frame (differentiable in `net`)."""
-        return batch.to_second_view(self.task, self.task.prediction(net(batch.u[0])))
-
-    def unlabeled_loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if self.classes:
-            return soft_cross_entropy(out, z).mean()
-        return self.task.consistency(out, z)
-
-    def inner_problem(self, batch: Batch, z: torch.Tensor):
+    # the toolkit's formulation
+    def inner_problem(self, batch: Batch, z: Tensor):
         u = batch.u[1]
         if self.classes:  # structured, so `analytic` serves one-layer models
             labeled = (batch.x, one_hot(batch.y, z.shape[1], z))
-            inner = ImputedTargets(u, "ce", labeled=labeled)
+            inner = ImputedTargets(u, "softmax_mse", labeled=labeled, labeled_kind="ce")
             coupled = inner.unlabeled
         else:
 
             def coupled(f, hp):
-                return self.unlabeled_loss(f(u), hp["z"])
+                return self.task.consistency(f(u), hp["z"])
 
             def inner(f, hp):
                 return coupled(f, hp) + self.task.supervised(f(batch.x), batch.y)
 
+        return self.problem(inner, self.holdout_loss(batch), coupled, self.cfg.inner_lr_scale)
+
+    def holdout_loss(self, batch: Batch):
         def outer(f):
             return self.task.supervised(f(batch.hold_x), batch.hold_y)
 
-        return self.problem(inner, outer, coupled, lr_scale=self.cfg.inner_lr_scale)
+        return outer
 
-    def meta_step(self, batch: Batch):
-        """(z, g = ∂C^H/∂z, logs) without changing the model."""
-        z = batch.to_second_view(self.task, self.predict(self.imputer(), batch.u[0]))
+    def meta_step(self, batch: Batch, z: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """g = ∂C^H/∂z without changing the model, and logs."""
         problem = self.inner_problem(batch, z)
         g = self.hypergradient(problem, {"z": z})["z"]
         logs = {"meta_grad_norm": g.norm().item()}
         if batch.step % self.cfg.log_every == 0:
             with Evaluator(problem) as ev:
                 for tag, target in (("before", z), ("after", self.updated(z, g))):
-                    theta = ev.first_step({"z": target})
-                    logs[f"holdout_{tag}"] = ev.outer(theta).item()
-        return z, g, logs
+                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({"z": target})).item()
+        return g, logs
 
-    def updated(self, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def updated(self, z: Tensor, g: Tensor) -> Tensor:
         z_hat = z - self.cfg.meta_lr * len(z) * g
         return renormalise(z_hat) if self.classes else z_hat
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        self.model.train()
-        lam = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        z, g, logs = self.meta_step(batch)
-        target = self.updated(z, g) if self.cfg.variant == "v1" else z
-        sup = self.task.supervised(self.model(batch.x), batch.y)
-        unsup = self.unlabeled_loss(self.model(batch.u[1]), target)
-        loss = sup + lam * unsup
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.variant == "v2":
-            logs["psi_grad_norm"] = self._psi_gradient(batch, g)
-        self.optimizer.step()
-        return {"loss": loss.item(), "sup": sup.item(), "unsup": unsup.item(), **logs}
-
-    def _psi_gradient(self, batch: Batch, g: torch.Tensor) -> float:
-        """Add η_z B_u gᵀ ∂ψ/∂θ to the parameters' gradients (V2); returns its norm."""
+    def psi_gradient(self, batch: Batch, g: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """(θ, η_z B_u gᵀ ∂ψ/∂θ) pairs for V2; ψ's gradient taken at ψ's own weights."""
         net, scale = self.imputer(), self.cfg.meta_lr * len(g)
-        if self.cfg.base == "mean_teacher":  # ∂θ_EMA/∂θ of this step's EMA update
+        if net is not self.model:  # the EMA teacher: ∂θ_EMA/∂θ of this step's EMA update
             scale *= 1.0 - ema_decay(batch.step, self.teacher_decay)
         params = [p for p in net.parameters() if p.requires_grad]
-        surrogate = (self.impute(batch, net) * g).sum() * scale
-        grads = torch.autograd.grad(surrogate, params, allow_unused=True)
-        for p, extra in zip(self.model.parameters(), grads, strict=True):
-            if extra is not None:
-                p.grad = extra if p.grad is None else p.grad + extra
-        return float(torch.cat([e.flatten() for e in grads if e is not None]).norm())
+        with frozen_norm_stats(net):
+            psi = batch.to_second_view(self.task, self.task.prediction(net(batch.u[0])))
+        grads = torch.autograd.grad((psi * g).sum() * scale, params, allow_unused=True)
+        return [
+            (p, e) for p, e in zip(self.model.parameters(), grads, strict=True) if e is not None
+        ]
+
+    # the authors' scripts
+    def to_target(self, batch: Batch, p: Tensor) -> Tensor:
+        """T(p): class probabilities, or landmarks moved from view u' into view u''."""
+        return p.softmax(1) if self.classes else batch.to_second_view(self.task, p)
+
+    def authors_inner(self, out: Tensor, target: Tensor) -> Tensor:
+        if self.classes:
+            return (out.softmax(1) - target).pow(2).sum()
+        if self.cfg.variant == "v2":
+            return (torch.tanh(out) - torch.tanh(target)).pow(2).mean()
+        return (out - target).pow(2).mean()
+
+    def authors_iteration(self, batch: Batch) -> Iterator[Step]:
+        yield Step(*self.loss(batch))  # (1) the base method's step
+        u = batch.u[1]
+
+        def inner(f, hp):
+            return self.authors_inner(f(u), self.to_target(batch, hp["p"]))
+
+        problem = self.problem(
+            inner, self.holdout_loss(batch), lr_scale=self.cfg.inner_lr_scale, plain=True
+        )
+        with frozen_norm_stats(self.model):
+            p = self.model(batch.u[0])  # ψ = the updated student
+        g = self.hypergradient(problem, {"p": p.detach()})["p"]
+        logs = {"meta_grad_norm": g.norm().item()}
+        if self.cfg.variant == "v1":
+            target = self.to_target(batch, p.detach() - self.cfg.meta_lr * g)
+            out = self.model(u)
+            loss = (out.softmax(1) if self.classes else out).sub(target).pow(2).mean()
+            yield Step(loss, logs)  # (2) the imputation step
+        else:
+            yield Step((p * g).sum() * self.cfg.meta_lr, logs)  # gradient η_z gᵀ ∂p/∂θ
+        if self.cfg.post_decay:
+            factor = 1.0 - self.cfg.post_decay * self.current_lr()
+            with torch.no_grad():
+                for param in self.model.parameters():
+                    param.mul_(factor)
+
+
+class ImputePL(Impute, PseudoLabel):
+    name = "impute_pl"
+    base = "pseudo_label"
+    Config = ImputePLConfig
+
+
+class ImputeMT(Impute, MeanTeacher):
+    name = "impute_mt"
+    base = "mean_teacher"
+    Config = ImputeMTConfig

@@ -2,9 +2,11 @@
 
     L = L_sup(x, y) + λ(t) · C(f_θ(u''), T(f_EMA(u')))
 
-The teacher is the EMA of the student's weights (kept by the loop); C is the mean squared
-error of softmax outputs (classes) or of standardised landmarks, the teacher's landmarks moved
-into the student view's frame (T). λ(t) ramps linearly to `weight` over the first `ramp`.
+The teacher is the EMA of the student's weights (kept by the loop); C is the squared error of
+softmax outputs summed over classes (classes) or the mean squared error of standardised
+landmarks, averaged over samples, the teacher's landmarks moved into the student view's frame
+(T). λ(t) ramps linearly to `weight` over the first `ramp`. It shares Pseudo-Label's loss with
+`soft` targets; only the imputing network ψ differs (the teacher instead of the model).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, Method, linear_ramp
+from .pseudo_label import PseudoLabel
 
 
 @dataclass
@@ -22,20 +24,13 @@ class MeanTeacherConfig:
     ramp: float = 0.4
 
 
-class MeanTeacher(Method):
+class MeanTeacher(PseudoLabel):
     name = "mean_teacher"
     Config = MeanTeacherConfig
-    views = ("weak", "weak")
     needs_teacher = True
 
-    @torch.no_grad()
-    def teacher_targets(self, batch: Batch):
-        pred = self.task.prediction(self.teacher(batch.u[0]))
-        return batch.to_second_view(self.task, pred)
+    def hard(self) -> bool:
+        return False
 
-    def loss(self, batch: Batch):
-        target = self.teacher_targets(batch)
-        sup = self.task.supervised(self.model(batch.x), batch.y)
-        cons = self.task.consistency(self.model(batch.u[1]), target)
-        weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        return sup + weight * cons, {"sup": sup.item(), "unsup": cons.item()}
+    def imputer(self) -> torch.nn.Module:
+        return self.teacher

@@ -1,21 +1,26 @@
-"""What the meta-learning methods share: the virtual step of the real optimizer, the call to
-`bilevel.hypergradient` with the configured estimator, and small target utilities."""
+"""What the meta-learning methods share: the virtual step (the real optimizer's, or plain SGD as in
+the authors' code), the call to `bilevel.hypergradient` with the configured estimator, the meta
+step of a hyperparameter network, and small target utilities."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from bilevel import BilevelProblem, frozen_norm_stats, hypergradient
+from bilevel import BilevelProblem, hypergradient
 from bilevel.problem import InnerLoss, OuterLoss
 
-from .base import Method
+from .base import Method, add_grads
+
+PROTOCOLS = ("toolkit", "authors")
 
 
 class MetaMethod(Method):
     """A method whose step needs a hypergradient. The virtual step is the real optimizer's
     (`BilevelProblem.from_optimizer`: its current lr, momentum, nesterov, weight decay and
-    momentum buffers), with the learning rate scaled by `lr_scale` where a paper says so."""
+    momentum buffers), or with `plain=True` one plain SGD step θ − α∇L (no momentum, no weight
+    decay), as the Meta-Gradient and Learning-to-Impute authors' code takes it; the learning
+    rate is scaled by `lr_scale` where a paper says so."""
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -26,26 +31,35 @@ class MetaMethod(Method):
         outer: OuterLoss,
         coupled: InnerLoss | None = None,
         lr_scale: float = 1.0,
+        plain: bool = False,
     ) -> BilevelProblem:
+        lr = self.current_lr() * lr_scale
+        if plain:
+            return BilevelProblem(self.model, inner, outer, lr=lr, coupled_loss=coupled)
         return BilevelProblem.from_optimizer(
-            self.model,
-            self.optimizer,
-            inner,
-            outer,
-            lr=self.current_lr() * lr_scale,
-            coupled_loss=coupled,
+            self.model, self.optimizer, inner, outer, lr=lr, coupled_loss=coupled
         )
+
+    def network_step(
+        self,
+        net: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inner: InnerLoss,
+        outer: OuterLoss,
+    ) -> float:
+        """One step of `optimizer` on the parameters Θ of a hyperparameter network `net` along
+        dG/dΘ (`inner(f, Θ)` sees Θ by parameter name); returns ‖dG/dΘ‖."""
+        theta = {k: v.detach() for k, v in net.named_parameters()}
+        grads = self.hypergradient(self.problem(inner, outer), theta)
+        optimizer.zero_grad(set_to_none=True)
+        add_grads([(p, grads[name]) for name, p in net.named_parameters()], replace=True)
+        optimizer.step()
+        return float(torch.cat([g.flatten() for g in grads.values()]).norm())
 
     def hypergradient(
         self, problem: BilevelProblem, hparams: dict[str, Tensor]
     ) -> dict[str, Tensor]:
         return hypergradient(problem, hparams, self.estimator, **self.estimator_kw)
-
-    @torch.no_grad()
-    def predict(self, net: torch.nn.Module, x: Tensor) -> Tensor:
-        """The task's prediction of `net` on `x` without touching BatchNorm statistics."""
-        with frozen_norm_stats(net):
-            return self.task.prediction(net(x))
 
 
 def renormalise(y: Tensor) -> Tensor:

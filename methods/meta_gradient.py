@@ -1,23 +1,24 @@
-"""Meta-Gradient SSL (Xiao et al., AISTATS 2021): pseudo labels moved by the meta-gradient of
-the labeled loss through one SGD step on the consistency loss.
+"""Meta-Gradient SSL (Xiao et al., AISTATS 2021): `pl_mixup` whose pseudo labels are moved by the
+meta-gradient of the labeled loss through one SGD step on the consistency loss.
 
-Meta step (Alg. 1), with the model in eval mode as in the authors' code (`eval_meta`):
+Meta step (Alg. 1; the model in eval mode as in the authors' code, `eval_mode`):
 
-    ỹ = softmax f(u; θ)                                   pseudo labels at the predictions
-    θ̃(ỹ) = θ − α ∇_θ (1/B_u) Σ_i ‖softmax f(u_i; θ) − ỹ_i‖²   virtual step (real optimizer, lr α)
+    ỹ = softmax f(u; θ)                                   the base's pseudo labels
+    θ̃(ỹ) = θ − α ∇_θ (1/B_u) Σ_i ‖softmax f(u_i; θ) − ỹ_i‖²   virtual step, lr α
     ∇ỹ = ∂ G(θ̃)/∂ỹ,   G = cross-entropy on the labeled batch     (the configured estimator)
     ŷ = renormalise(ỹ − β ∇ỹ)                              clip at 0, rows summing to 1
 
-β = `meta_scale` · B_u: with plain SGD this is exactly the authors' update
-ŷ = ỹ − lr·(softmax f(u; θ+εv) − softmax f(u; θ−εv))/ε (their Eq. 11 with β = lr), because the
-hypergradient of the *mean* consistency loss carries α/B_u. The paper's approximation (fd with
-v = ∇G(θ), `estimator=fd` + `estimator.fd.lookahead=false`) is the experiments' default; every
-exact estimator works too.
-
-Training step, `protocol="alg1"`: CE(f(x), y) + w(t)·mean ‖softmax f(u) − ŷ‖².
-`protocol="mixup"` (Alg. 2): per-sample μ_i ~ Beta(γ, γ), x_in = μx + (1−μ)u,
-y_in = μ·onehot(y) + (1−μ)ŷ; soft cross-entropy on (x_in, y_in) (the KL of Eq. 13 up to a
-constant) + w(t)·mean ‖softmax f(u) − ŷ‖². w(t) ramps linearly to `weight` over `ramp`.
+β = `meta_scale` · B_u, so that the step is α-times the gradient of the summed loss as in the
+paper's Eq. 11. The virtual step depends on `protocol`:
+- "authors": one plain SGD step at the current learning rate, as the authors' update
+  ŷ = ỹ − lr·(softmax f(u; θ+εv) − softmax f(u; θ−εv))/ε, v = ∇_θ G(θ), ε = 0.01/‖v‖
+  (`train_meta.py` of Sakura03/SemiMeta; docs/authors_code.md). With `estimator=fd`
+  `estimator.fd.lookahead=false` (the experiments' default, the paper's Eq. 10) this equals
+  their update exactly, under any optimizer setting.
+- "toolkit": the real optimizer's virtual step (its momentum buffers, weight decay, Nesterov):
+  the exact hypergradient of the step the model takes next. Under Nesterov its first step has
+  coefficient 1 + μ, so the update is (1 + μ) times the authors'.
+The training step is the base's (`pl_mixup`) with ŷ in place of ỹ.
 """
 
 from __future__ import annotations
@@ -29,64 +30,40 @@ import torch.nn.functional as F
 
 from bilevel import ImputedTargets
 
-from .base import Batch, linear_ramp, training_mode
-from .meta import MetaMethod, renormalise
-from .task import one_hot, soft_cross_entropy
+from .base import Batch, training_mode
+from .meta import PROTOCOLS, MetaMethod, renormalise
+from .pl_mixup import PLMixup, PLMixupConfig
 
 
 @dataclass
-class MetaGradientConfig:
-    protocol: str = "mixup"  # "alg1" or "mixup" (Alg. 2)
-    gamma: float = 1.0  # Beta(γ, γ) of the mixup protocol
-    weight: float = 1.0  # consistency weight after the ramp
-    ramp: float = 0.01  # 4000 of 400k steps in the authors' code
+class MetaGradientConfig(PLMixupConfig):
     meta_scale: float = 1.0  # β = meta_scale · B_u
-    eval_meta: bool = True  # meta step with the model in eval mode (authors' code)
+    protocol: str = "authors"  # virtual step: "authors" (plain SGD) or "toolkit" (real optimizer)
 
 
-class MetaGradient(MetaMethod):
+class MetaGradient(MetaMethod, PLMixup):
     name = "meta_gradient"
+    base = "pl_mixup"
     Config = MetaGradientConfig
-    tasks = ("classification",)
 
     def __init__(self, cfg, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
-        if cfg.protocol not in ("alg1", "mixup"):
-            raise ValueError(
-                f"meta_gradient: protocol must be 'alg1' or 'mixup', got {cfg.protocol!r}"
-            )
+        if cfg.protocol not in PROTOCOLS:
+            raise ValueError(f"meta_gradient: protocol must be one of {PROTOCOLS}")
 
-    def meta_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def targets(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """ŷ for the unlabeled batch (no change to the model)."""
         u = batch.u[0]
-        with training_mode(self.model, not self.cfg.eval_meta):
-            y_tilde = self.predict(self.model, u)
+        y_tilde, _ = super().targets(batch)
+        with training_mode(self.model, not self.cfg.eval_mode):
             inner = ImputedTargets(u, "softmax_mse", key="y")
 
             def outer(f):
                 return F.cross_entropy(f(batch.x), batch.y)
 
-            grad = self.hypergradient(self.problem(inner, outer), {"y": y_tilde})["y"]
+            problem = self.problem(inner, outer, plain=self.cfg.protocol == "authors")
+            grad = self.hypergradient(problem, {"y": y_tilde})["y"]
         y_hat = renormalise(y_tilde - self.cfg.meta_scale * len(u) * grad)
         moved = (y_hat - y_tilde).abs().sum(1).mean().item()
         flipped = (y_hat.argmax(1) != y_tilde.argmax(1)).double().mean().item()
         return y_hat, {"label_change_l1": moved, "label_flip_rate": flipped}
-
-    def loss(self, batch: Batch):
-        y_hat, logs = self.meta_step(batch)
-        u = batch.u[0]
-        w = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        if self.cfg.protocol == "alg1":
-            cls = F.cross_entropy(self.model(batch.x), batch.y)
-        else:
-            n = min(len(batch.x), len(u))
-            mu = torch.distributions.Beta(self.cfg.gamma, self.cfg.gamma).sample((n,)).to(u)
-            m = mu.view(-1, *[1] * (u.dim() - 1))
-            x_in = m * batch.x[:n] + (1 - m) * u[:n]
-            y_in = (
-                mu[:, None] * one_hot(batch.y[:n], y_hat.shape[1], y_hat)
-                + (1 - mu[:, None]) * y_hat[:n]
-            )
-            cls = soft_cross_entropy(self.model(x_in), y_in).mean()
-        cons = self.task.consistency(self.model(u), y_hat)
-        return cls + w * cons, {"cls": cls.item(), "cons": cons.item(), **logs}

@@ -1,17 +1,15 @@
-"""Meta-Semi (Wang et al.): keep the pseudo-labeled samples whose meta-gradient at w = 0 is ≤ 0.
+"""Meta-Semi (Wang et al.): `ema_mixup` that keeps the samples of Ũ whose meta-gradient at w = 0
+is ≤ 0 (App. B, Eq. 35-38; Alg. 1 lines 6-12).
 
-    ŷ_j = softmax f_EMA(u_j)                                  soft pseudo labels (EMA teacher)
-    θ₁(w) = θ − α ∇_θ Σ_j w_j CE(f(u_j), ŷ_j)                 virtual step at w = 0 (θ₁ = θ)
-    g_j = ∂ G(θ₁)/∂w_j |_{w=0} = −α ⟨∇_θ G(θ), ∇_θ CE_j(θ)⟩     Eq. (10), G = labeled CE
-    w_j = 1 if g_j ≤ 0 else 0                                 Eq. (9)
+    θ₁(w) = θ − α ∇_θ Σ_j w_j H(ỹ_j, f(ũ_j; θ))              virtual step at w = 0 (θ₁ = θ)
+    g_j = ∂ G(X̃, θ₁)/∂w_j |_{w=0} = −α ⟨∇_θ G(X̃, θ), ∇_θ H_j(θ)⟩   Eq. (10), (38)
+    w_j = 1 if g_j ≤ 0 else 0                                  Eq. (9)
 
-Training step with mixup (Eq. 12-13, β the only extra hyperparameter):
-    X̃ = MixUp(X, Shuffle(X), λ₁),   W = Concat(X, U_kept),   Ũ = MixUp(W, Shuffle(W), λ₂),
-    L = CE(X̃) + mean_{Ũ} CE + `ict_weight`·w(t)·ICT consistency (optional, Eq. 14)
-with one-hot labels for X, the soft pseudo labels for the kept U, λ₁, λ₂ ~ Beta(β, β).
-Reconstruction (the paper leaves it open): the 0/1 weights are applied by dropping the samples
-with w_j = 0 before the mixup of Eq. 13, so the mean over Ũ is Eq. 1's normalised weighted loss.
-Logs the share of unlabeled samples kept.
+G is the cross-entropy on the mixed labeled batch X̃; the step is on the normalised
+L_meta = Σ_j w_j H_j / Σ_j w_j over Ũ alone (Eq. 52), the base's loss with these weights.
+
+`weighting="raw"` keeps an earlier reading: weights per raw unlabeled sample with G on the raw
+labeled batch, rejected samples dropped before the mixup of Eq. 13, and CE(X̃) added to the loss.
 """
 
 from __future__ import annotations
@@ -19,76 +17,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from torch import Tensor
 
-from .base import Batch, linear_ramp
+from .base import Batch
+from .ema_mixup import EmaMixup, EmaMixupConfig, Mixed, mixup
 from .meta import MetaMethod
 from .task import one_hot, soft_cross_entropy
 
+WEIGHTINGS = ("mixed", "raw")
+
 
 @dataclass
-class MetaSemiConfig:
-    beta: float = 1.0  # Beta(β, β) of both mixups
-    ict_weight: float = 0.0  # optional ICT consistency term
-    ramp: float = 0.4
+class MetaSemiConfig(EmaMixupConfig):
+    weighting: str = "mixed"  # "mixed" (App. B) or "raw" (weights on raw U, CE(X̃) added)
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    perm = torch.randperm(len(x))
-    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
-
-
-class MetaSemi(MetaMethod):
+class MetaSemi(MetaMethod, EmaMixup):
     name = "meta_semi"
+    base = "ema_mixup"
     Config = MetaSemiConfig
-    tasks = ("classification",)
-    needs_teacher = True
 
-    def meta_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """(soft pseudo labels, 0/1 weights) for the unlabeled batch."""
-        u = batch.u[0]
-        pseudo = self.predict(self.teacher, u)
+    def __init__(self, cfg, *args, **kwargs):
+        super().__init__(cfg, *args, **kwargs)
+        if cfg.weighting not in WEIGHTINGS:
+            raise ValueError(f"meta_semi: weighting must be one of {WEIGHTINGS}")
+
+    def sign_test(
+        self, inputs: Tensor, targets: Tensor, x: Tensor, x_targets: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        """w_j = 1[∂G(θ₁)/∂w_j ≤ 0] for (inputs, soft targets); G = H on (x, x_targets)."""
 
         def inner(f, hp):
-            return (hp["w"] * soft_cross_entropy(f(u), pseudo)).sum()
+            return (hp["w"] * soft_cross_entropy(f(inputs), targets)).sum()
 
         def outer(f):
-            return F.cross_entropy(f(batch.x), batch.y)
+            return soft_cross_entropy(f(x), x_targets).mean()
 
-        w0 = torch.zeros(len(u), dtype=pseudo.dtype, device=pseudo.device)
+        w0 = torch.zeros(len(inputs), dtype=targets.dtype, device=targets.device)
         grad = self.hypergradient(self.problem(inner, outer), {"w": w0})["w"]
-        keep = (grad <= 0).to(pseudo.dtype)
-        logs = {"kept": keep.mean().item()}
-        if batch.u_true is not None:
-            labels = pseudo.argmax(1)
-            logs["kept_correct"] = (keep.bool() & (labels == batch.u_true)).sum().item()
-            logs["kept_wrong"] = (keep.bool() & (labels != batch.u_true)).sum().item()
-        return pseudo, keep, logs
+        keep = (grad <= 0).to(targets.dtype)
+        return keep, {"kept": keep.mean().item()}
+
+    def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:
+        return self.sign_test(mixed.u, mixed.u_targets, mixed.x, mixed.x_targets)
 
     def loss(self, batch: Batch):
-        terms, logs = self.terms(batch)
-        loss = sum(terms.values())
-        return loss, {k: v.item() for k, v in terms.items()} | logs
+        if self.cfg.weighting == "mixed":
+            return super().loss(batch)
+        return self.raw_loss(batch)
 
-    def terms(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """The loss terms: `sup` (mixed labeled CE), `meta` (L_meta, Eq. 1 on Ũ) and, when
-        configured, the weighted ICT term; plus the meta step's logs."""
-        pseudo, keep, logs = self.meta_step(batch)
-        u, beta = batch.u[0], torch.distributions.Beta(self.cfg.beta, self.cfg.beta)
+    def raw_loss(self, batch: Batch):
+        """weighting="raw": CE(X̃) + mean H over MixUp(Concat(X, U_kept))."""
+        u = batch.u[0]
+        pseudo = self.predict(self.teacher, u)
         y_x = one_hot(batch.y, pseudo.shape[1], pseudo)
-        x_mix, y_mix = mixup(batch.x, y_x, float(beta.sample()))
+        keep, logs = self.sign_test(u, pseudo, batch.x, y_x)
+        if batch.u_true is not None:
+            right = pseudo.argmax(1) == batch.u_true
+            logs["kept_correct"] = (keep.bool() & right).sum().item()
+            logs["kept_wrong"] = (keep.bool() & ~right).sum().item()
+        x_mix, x_t = mixup(batch.x, y_x, self.beta())
         kept = keep.bool()
-        w_x, w_y = torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]])
-        u_mix, t_mix = mixup(w_x, w_y, float(beta.sample()))
-        terms = {
-            "sup": soft_cross_entropy(self.model(x_mix), y_mix).mean(),
-            "meta": soft_cross_entropy(self.model(u_mix), t_mix).mean(),
-        }
-        if self.cfg.ict_weight:
-            lam = float(beta.sample())
-            perm = torch.randperm(len(u))
-            target = lam * pseudo + (1 - lam) * pseudo[perm]
-            ict = self.task.consistency(self.model(lam * u + (1 - lam) * u[perm]), target)
-            logs["ict"] = ict.item()
-            terms["ict"] = self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
-        return terms, logs
+        u_mix, u_t = mixup(
+            torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]]), self.beta()
+        )
+        sup = soft_cross_entropy(self.model(x_mix), x_t).mean()
+        meta = soft_cross_entropy(self.model(u_mix), u_t).mean()
+        return sup + meta, {"sup": sup.item(), "meta": meta.item(), **logs}

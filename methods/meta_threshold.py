@@ -1,20 +1,21 @@
-"""Meta-Threshold (Meta-T, Wei et al.): per-sample confidence thresholds from a threshold
-generation network (TGN) trained through the hypergradient, on a FixMatch base.
+"""Meta-Threshold (Meta-T, Wei et al.): FixMatch whose confidence threshold is a per-sample τ from
+a threshold generation network (TGN) trained through the hypergradient.
 
     p_m = softmax f(A_w(u_m)), ŷ_m = argmax p_m, p̄_c = mean p_m over the batch's ŷ_m = c  (Eq. 5)
     τ_m = TGN_Θ([p_m, p̄_{ŷ_m}])         MLP {2C, 100, 1}, sigmoid output (Eq. 6)
     S(x) = 1 / (1 + e^{−βx}), β = 100     differentiable surrogate of 1[x ≥ 0]
 
-Our copy of the paper lacks Sec. 4.3 (Eq. 7-10, Alg. 1); the update follows the reconstruction
-in shared/papers/README.md (the three-phase pattern its appendix Eq. 15-17 use):
+It overrides one hook of its base, FixMatch's `mask`. Our copy of the paper lacks Sec. 4.3
+(Eq. 7-10, Alg. 1); the update follows the three-phase pattern its appendix Eq. 15-17 use
+(docs/authors_code.md, "Meta-T"):
   1. virtual step ŵ(Θ) = w − α ∇_w (1/nμ) Σ_m S(max p_m − τ_m(Θ)) CE(f(A_s(u_m)), ŷ_m)   (Eq. 15)
   2. meta step Θ ← Adam(Θ, ∇_Θ (1/n) Σ_i CE(f(x_i; ŵ(Θ)), y_i)), lr 1e-3, on the labeled batch
-  3. actual step w ← w − α ∇_w [L_sup + λ_u mean_m 1[max p_m ≥ τ_m(Θ_new)] CE(f(A_s(u_m)), ŷ_m)]
-The actual step uses the hard indicator (FixMatch's mask with τ_m); the surrogate is used only
-where a derivative is needed. Green Meta-T (Alg. 2) runs the meta step every `k` iterations
-(cost (k+2)/k of FixMatch). Logs thresholds, mask rate and the correct/wrong pseudo labels
-that pass them (Fig. 4) per training interval (τ as mean, std and 10/50/90% quantiles over the
-batches); `per_sample` gives every unlabeled sample's τ from a saved state (analysis.thresholds).
+  3. actual step: FixMatch's loss with the mask 1[max p_m ≥ τ_m(Θ_new)]
+The actual step uses the hard indicator; the surrogate is used only where a derivative is
+needed. Green Meta-T (Alg. 2) runs the meta step every `k` iterations (cost (k+2)/k of
+FixMatch). Logs thresholds (mean, std, 10/50/90% quantiles), mask rate and the correct/wrong
+pseudo labels that pass them (Fig. 4); `per_sample` gives every unlabeled sample's τ from a saved
+state (analysis.thresholds).
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .base import Batch, training_mode
-from .fixmatch import forward_all, pseudo_label_counts
+from .fixmatch import FixMatch, FixMatchConfig
 from .meta import MetaMethod
 
 
 @dataclass
-class MetaThresholdConfig:
-    weight: float = 1.0  # λ_u
+class MetaThresholdConfig(FixMatchConfig):
     sharpness: float = 100.0  # β of the surrogate S
     hidden: int = 100
     meta_lr: float = 1e-3  # Adam on the TGN
@@ -54,22 +54,26 @@ def tgn_inputs(probs: Tensor) -> Tensor:
     return torch.cat([probs, class_average_confidence(probs)], 1)
 
 
-class MetaThreshold(MetaMethod):
+def output_size(model: nn.Module) -> int:
+    """The number of outputs of the model's last linear layer (classes)."""
+    return next(m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)).out_features
+
+
+class MetaThreshold(MetaMethod, FixMatch):
     name = "meta_threshold"
+    base = "fixmatch"
     Config = MetaThresholdConfig
-    views = ("weak", "strong")
-    tasks = ("classification",)
 
     def __init__(self, cfg, model, *args, **kwargs):
         super().__init__(cfg, model, *args, **kwargs)
         if cfg.k < 1:
             raise ValueError(f"meta_threshold: k must be >= 1, got {cfg.k}")
-        classes = next(
-            m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)
-        ).out_features
         param = next(model.parameters())
         self.tgn = nn.Sequential(
-            nn.Linear(2 * classes, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1), nn.Sigmoid()
+            nn.Linear(2 * output_size(model), cfg.hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.hidden, 1),
+            nn.Sigmoid(),
         ).to(param.device, param.dtype)
         self.tgn_opt = torch.optim.Adam(self.tgn.parameters(), lr=cfg.meta_lr)
 
@@ -91,38 +95,24 @@ class MetaThreshold(MetaMethod):
         def outer(f):
             return F.cross_entropy(f(batch.x), batch.y)
 
-        theta = {k: v.detach() for k, v in self.tgn.named_parameters()}
-        grads = self.hypergradient(self.problem(inner, outer), theta)
-        self.tgn_opt.zero_grad(set_to_none=True)
-        for name, p in self.tgn.named_parameters():
-            p.grad = grads[name].to(p.dtype)
-        self.tgn_opt.step()
-        return {"meta_grad_norm": float(torch.cat([g.flatten() for g in grads.values()]).norm())}
+        return {"meta_grad_norm": self.network_step(self.tgn, self.tgn_opt, inner, outer)}
 
-    def loss(self, batch: Batch):
-        out_x, out_w, out_s = forward_all(self.model, batch)
-        probs = out_w.detach().softmax(1)
+    def mask(self, batch: Batch, probs: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The meta step (every k-th iteration), then 1[max p_m ≥ τ_m(Θ)]."""
         logs: dict[str, float] = {"meta": 0.0}
         if batch.step % self.cfg.k == 0:
             logs |= self.meta_step(batch, probs) | {"meta": 1.0}
-        conf, labels = probs.max(1)
         with torch.no_grad():
             tau = self.thresholds(tgn_inputs(probs))
-        mask = (conf >= tau).to(out_s.dtype)
-        sup = F.cross_entropy(out_x, batch.y)
-        unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
         q10, q50, q90 = torch.quantile(tau.float(), tau.new_tensor([0.1, 0.5, 0.9]).float())
         logs |= {
-            "sup": sup.item(),
-            "unsup": unsup.item(),
             "tau_mean": tau.mean().item(),
             "tau_std": tau.std().item() if len(tau) > 1 else 0.0,
             "tau_q10": q10.item(),
             "tau_q50": q50.item(),
             "tau_q90": q90.item(),
         }
-        logs |= pseudo_label_counts(labels, mask, batch.u_true)
-        return sup + self.cfg.weight * unsup, logs
+        return (probs.max(1).values >= tau).to(probs.dtype), logs
 
     @torch.no_grad()
     def per_sample(self, x: Tensor, chunk: int = 500) -> dict[str, Tensor]:

@@ -1,11 +1,13 @@
-"""Pseudo-Label (Lee, 2013), the base of Learning to Impute's PL variants.
+"""Pseudo-Label (Lee, 2013), the base of Learning to Impute's PL variants and Meta-Weight.
 
     L = L_sup(x, y) + λ(t) · mean_j m_j ℓ(f(u_j''), ŷ_j)
 
 ŷ comes from the model's own prediction on a first view u' (no gradient), moved into the frame
-of a second view u'' (landmarks); for classes it is the arg-max, kept where the confidence
-reaches `threshold` (m_j), and ℓ is cross-entropy; for landmarks ℓ is the squared error.
-λ(t) ramps linearly from 0 to `weight` over the first `ramp` fraction of training.
+of a second view u'' (landmarks). Classes, `soft=false`: ŷ is the arg-max, kept where the
+confidence reaches `threshold` (m_j), ℓ is cross-entropy. Classes, `soft=true` (the Learning to
+Impute paper's PL base, App. A.2): ŷ = softmax f(u'), ℓ = ‖softmax f(u'') − ŷ‖², m = 1.
+Landmarks: ℓ is the squared error, m = 1. λ(t) ramps linearly from 0 to `weight` over the
+first `ramp` fraction of training.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from .base import Batch, Method, linear_ramp
+
+Targets = tuple[Tensor, Tensor, dict[str, float]]  # targets, per-sample mask, logs
 
 
 @dataclass
@@ -23,6 +28,7 @@ class PseudoLabelConfig:
     weight: float = 1.0
     ramp: float = 0.4
     threshold: float = 0.95
+    soft: bool = False  # classes: softmax targets with softmax-MSE (no threshold)
 
 
 class PseudoLabel(Method):
@@ -30,25 +36,34 @@ class PseudoLabel(Method):
     Config = PseudoLabelConfig
     views = ("weak", "weak")
 
+    def hard(self) -> bool:
+        return self.task.kind == "classification" and not self.cfg.soft
+
+    def imputer(self) -> torch.nn.Module:
+        """ψ, the network whose prediction on u' makes the targets: the model itself."""
+        return self.model
+
     @torch.no_grad()
-    def pseudo_labels(self, batch: Batch):
-        """(targets in view 2, mask): hard labels ≥ threshold, or shifted landmarks."""
-        pred = self.task.prediction(self.model(batch.u[0]))
-        if self.task.kind == "classification":
+    def targets(self, batch: Batch) -> Targets:
+        """(targets in view 2's frame, per-sample mask m, logs)."""
+        pred = self.task.prediction(self.imputer()(batch.u[0]))
+        if self.hard():
             conf, labels = pred.max(1)
-            return labels, (conf >= self.cfg.threshold).to(pred.dtype)
+            return labels, (conf >= self.cfg.threshold).to(pred.dtype), {}
         target = batch.to_second_view(self.task, pred)
-        return target, torch.ones(len(target), dtype=pred.dtype, device=pred.device)
+        return target, torch.ones(len(target), dtype=pred.dtype, device=pred.device), {}
 
-    def unlabeled_loss(self, out, target, mask):
-        if self.task.kind == "classification":
-            per = F.cross_entropy(out, target, reduction="none")
-        else:
-            per = (out - target).pow(2).mean(1)
-        return (per * mask).mean()
+    def per_sample_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        if self.hard():
+            return F.cross_entropy(out, target, reduction="none")
+        return self.task.consistency_per_sample(out, target)
 
-    def loss(self, batch: Batch):
-        target, mask = self.pseudo_labels(batch)
+    def unlabeled_loss(self, out: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        return (self.per_sample_loss(out, target) * mask).mean()
+
+    def loss(self, batch: Batch, targets: Targets | None = None):
+        """The loss with `targets` (default: this method's own `targets(batch)`)."""
+        target, mask, logs = self.targets(batch) if targets is None else targets
         sup = self.task.supervised(self.model(batch.x), batch.y)
         unsup = self.unlabeled_loss(self.model(batch.u[1]), target, mask)
         weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
@@ -56,4 +71,5 @@ class PseudoLabel(Method):
             "sup": sup.item(),
             "unsup": unsup.item(),
             "mask_rate": float(mask.mean()),
+            **logs,
         }

@@ -19,9 +19,13 @@ class Task:
         """What consistency compares: class probabilities."""
         return out.softmax(1)
 
+    def consistency_per_sample(self, out: Tensor, target: Tensor) -> Tensor:
+        """‖softmax(out) − target‖² per sample (Mean Teacher / Meta-Gradient)."""
+        return (out.softmax(1) - target).pow(2).sum(1)
+
     def consistency(self, out: Tensor, target: Tensor) -> Tensor:
-        """Mean over samples of ‖softmax(out) − target‖² (Mean Teacher / Meta-Gradient)."""
-        return (out.softmax(1) - target).pow(2).sum(1).mean()
+        """Mean over samples of `consistency_per_sample`."""
+        return self.consistency_per_sample(out, target).mean()
 
     def transfer(
         self, pred: Tensor, src_offsets: Tensor | None, dst_offsets: Tensor | None
@@ -45,8 +49,9 @@ class LandmarkTask(Task):
     def prediction(self, out: Tensor) -> Tensor:
         return out
 
-    def consistency(self, out: Tensor, target: Tensor) -> Tensor:
-        return F.mse_loss(out, target)
+    def consistency_per_sample(self, out: Tensor, target: Tensor) -> Tensor:
+        """Mean squared error over the coordinates of each sample."""
+        return (out - target).pow(2).mean(1)
 
     def standardise(self, pixels: Tensor) -> Tensor:
         return (pixels - self.mean.to(pixels)) / self.std.to(pixels)

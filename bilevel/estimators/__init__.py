@@ -36,3 +36,6 @@ def _build(table):
 
 ESTIMATORS, STEPS = _build(_TABLE)
 EXACT = ("higher", "func", "forward", "analytic")  # exact for the problems they serve
+# serve every one-step problem on every model (`analytic` needs a one-layer model; `implicit`
+# is a different quantity away from a stationary point)
+GENERAL = tuple(n for n in ESTIMATORS if n not in ("analytic", "implicit"))

@@ -58,6 +58,8 @@ def implicit(
 
 
 def _conjugate_gradient(hvp, b: Params, iters: int, tol: float) -> Params:
+    """x ≈ H⁻¹b; stops at the current iterate where pᵀHp ≤ 0 (H singular or indefinite along p,
+    where CG's step is undefined)."""
     x = {k: torch.zeros_like(t) for k, t in b.items()}
     r = dict(b)
     p = dict(b)
@@ -67,7 +69,10 @@ def _conjugate_gradient(hvp, b: Params, iters: int, tol: float) -> Params:
         if rr <= stop or rr == 0:
             break
         hp = hvp(p)
-        step = rr / dot(p, hp)
+        curvature = dot(p, hp)
+        if curvature <= 0:
+            break
+        step = rr / curvature
         x = axpy(x, step, p)
         r = axpy(r, -step, hp)
         rr_new = dot(r, r)

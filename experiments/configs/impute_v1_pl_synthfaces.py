@@ -1,15 +1,19 @@
-"""Learning to Impute V1 on a Pseudo-Label base, synthetic faces, 1% labels.
-
-Base: pseudo_label_synthfaces (evaluated on the student, as the base); V1 step size 1 in
-standardised coordinates, as the authors'.
-"""
+"""Learning to Impute V1 on a Pseudo-Label base, synthfaces, 1% labels, with the authors' protocol
+and step sizes (as impute_v1_synthfaces: virtual step 1× lr, η_z = 1). Base:
+pseudo_label_synthfaces."""
 
 from ._base import SYNTHFACES, experiment
 
 CONFIG = experiment(
     __name__,
     SYNTHFACES,
-    "impute",
+    "impute_pl",
     holdout_batch=32,
-    method_kw={"variant": "v1", "base": "pseudo_label", "inner_lr_scale": 1.0},
+    method_kw={
+        "variant": "v1",
+        "protocol": "authors",
+        "weight": 1.0,
+        "inner_lr_scale": 1.0,
+        "meta_lr": 1.0,
+    },
 )

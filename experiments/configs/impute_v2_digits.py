@@ -1,11 +1,12 @@
-"""Learning to Impute V2 (PL base) on digits, 50 labels; eta_z = 0.1 (1.0 diverges)."""
+"""Learning to Impute V2 on a soft Pseudo-Label base on digits, 50 labels (toolkit protocol).
+η_z = 0.1. Base: pseudo_label_soft_digits."""
 
 from ._base import DIGITS, experiment
 
 CONFIG = experiment(
     __name__,
     DIGITS,
-    "impute",
+    "impute_pl",
     holdout_batch=32,
-    method_kw={"variant": "v2", "base": "pseudo_label", "meta_lr": 0.1},
+    method_kw={"variant": "v2", "soft": True, "weight": 10.0, "meta_lr": 0.1},
 )

@@ -1,5 +1,5 @@
-"""Meta-Semi on digits, 50 labels; its base is mean_teacher_digits. Keeps snapshots (the
-Assumption-1 ratio of analysis.assumption1)."""
+"""Meta-Semi (App. B: weights on the mixed samples) on digits, 50 labels; its base is
+ema_mixup_digits. Keeps snapshots (the Assumption-1 ratio of analysis.assumption1)."""
 
 from ._base import DIGITS, experiment
 

@@ -21,9 +21,9 @@ def _row(run, seed, value, speed):
 def test_pair_table_compares_each_meta_method_with_its_base():
     frame = pd.DataFrame(
         [
-            _row("mixup_digits", 0, 10.0, 30.0),
-            _row("mixup_digits", 1, 12.0, 30.0),
-            _row("mixup_digits", 2, 5.0, 30.0),
+            _row("pl_mixup_digits", 0, 10.0, 30.0),
+            _row("pl_mixup_digits", 1, 12.0, 30.0),
+            _row("pl_mixup_digits", 2, 5.0, 30.0),
             _row("metagrad_digits", 0, 8.0, 10.0),
             _row("metagrad_digits", 1, 9.0, 10.0),
             _row("metagrad_digits", 2, 6.0, 10.0),
@@ -31,10 +31,13 @@ def test_pair_table_compares_each_meta_method_with_its_base():
     )
     out = pair_table(frame).set_index("run")
     assert out.loc["metagrad_digits", "vs base"] == "-1.33"  # 23/3 - 27/3
-    assert out.loc["mixup_digits", "result"] == "9.00 ± 3.61"  # std of 10, 12, 5 (ddof 1)
+    assert out.loc["pl_mixup_digits", "result"] == "9.00 ± 3.61"  # std of 10, 12, 5 (ddof 1)
     assert out.loc["metagrad_digits", "seeds"] == 3
     assert out.loc["metagrad_digits", "better on"] == "2/3"  # seed 2: 6 > 5
-    assert out.loc["mixup_digits", "better on"] == "" and out.loc["mixup_digits", "vs base"] == ""
+    assert (
+        out.loc["pl_mixup_digits", "better on"] == ""
+        and out.loc["pl_mixup_digits", "vs base"] == ""
+    )
     assert out.loc["metagrad_digits", "per seed"] == "8.00, 9.00, 6.00"
 
 
@@ -59,6 +62,6 @@ def test_check_meta_smoke_trains_and_tabulates_every_pair(tmp_path, monkeypatch,
     assert set(faces.seed) == {1} and set(frame.seed) == {0, 1}
     table = (tmp_path / "meta_check.md").read_text()
     assert table == capsys.readouterr().out.split("wrote ")[0]
-    for base, metas in meta_check.PAIRS:
+    for base, metas in meta_check.pairs():
         for name in metas:
             assert f"| {name} " in table and f"| {base} " in table

@@ -71,3 +71,21 @@ def test_implicit_rejects_unknown_method():
     problem = _problem(X, y, Xv, yv, torch.zeros(4, dtype=DT), steps=0)
     with pytest.raises(ValueError, match="method must be 'cg' or 'neumann'"):
         hypergradient(problem, {"log_lam": torch.tensor(0.0, dtype=DT)}, "implicit", method="lbfgs")
+
+
+def test_conjugate_gradient_stops_where_the_curvature_is_not_positive():
+    """On a singular H with b in its null space, CG returns its finite iterate (zeros), and on a
+    positive-definite H it solves the system."""
+    from bilevel.estimators.implicit import _conjugate_gradient
+
+    h = torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64))
+
+    def hvp(v):
+        return {"a": h @ v["a"]}
+
+    x = _conjugate_gradient(hvp, {"a": torch.tensor([0.0, 1.0], dtype=torch.float64)}, 10, 1e-12)
+    assert torch.equal(x["a"], torch.zeros(2, dtype=torch.float64))
+    h = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    x = _conjugate_gradient(hvp, {"a": b}, 10, 1e-20)
+    assert torch.allclose(x["a"], torch.linalg.solve(h, b))

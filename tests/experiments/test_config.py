@@ -88,3 +88,31 @@ def test_cli_reports_errors_without_traceback(capsys, monkeypatch, tmp_path):
         assert "aflw_train_keypoints.mat" in err and "python -m experiments.synthfaces" in err
         assert "make exp NAME=impute_v2_synthfaces" in err and "Traceback" not in err
     assert main([]) == 2 and "supervised_digits" in capsys.readouterr().out
+
+
+def test_base_runs_are_derived_from_the_methods_base():
+    """Every meta experiment of the CPU-scale check has exactly one base run, the experiment of
+    its method's `base` with the same settings; they differ only in the meta step's settings."""
+    from experiments import configs
+    from methods import METHODS
+
+    checked = [
+        n
+        for n in configs.names()
+        if METHODS.base_of(configs.get(n).method)
+        and configs.get(n).dataset in ("digits", "synthfaces")
+    ]
+    assert len(checked) >= 12
+    for name in checked:
+        base = configs.base_of(name)
+        assert base is not None, name
+        assert configs.get(base).method == METHODS.base_of(configs.get(name).method)
+    assert configs.base_of("impute_v1_mt_digits") == "mean_teacher_digits"
+    assert configs.base_of("impute_v1_digits") == "pseudo_label_soft_digits"
+    assert configs.base_of("metagrad_digits") == "pl_mixup_digits"
+    assert configs.base_of("mean_teacher_digits") is None
+    pairs = dict(configs.pairs(["impute_v1_digits", "impute_v2_digits", "metasemi_digits"]))
+    assert pairs == {
+        "pseudo_label_soft_digits": ["impute_v1_digits", "impute_v2_digits"],
+        "ema_mixup_digits": ["metasemi_digits"],
+    }

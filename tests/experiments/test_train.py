@@ -100,13 +100,14 @@ def test_a_run_whose_loss_turns_nan_stops_and_keeps_its_checkpoint(tmp_path, mon
     cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
     original = Mixup.train_step
 
-    def nan_from_25(self, batch):
+    def nan_from_25(self, batch):  # a second optimizer step's loss counts too
         logs = original(self, batch)
-        return {**logs, "loss": float("nan")} if batch.step >= 25 else logs
+        return {**logs, "loss_2": float("nan")} if batch.step >= 25 else logs
 
     monkeypatch.setattr(Mixup, "train_step", nan_from_25)
     run = tmp_path / "mixup_digits/seed0"
-    with pytest.raises(Diverged, match=r"loss is nan at step 26 .*last checkpoint \(step 20\)"):
+    pattern = r"not finite \(.*loss_2=nan\) at step 26 .*last checkpoint \(step 20\)"
+    with pytest.raises(Diverged, match=pattern):
         train(cfg, 0, "smoke", root=tmp_path, progress=False)
     assert not (run / "summary.json").exists()
     assert max(int(r["step"]) for r in _rows(run / "metrics.csv")) == 20

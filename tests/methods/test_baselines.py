@@ -179,7 +179,7 @@ def test_mixmatch():
 
 
 def test_registry_errors():
-    with pytest.raises(KeyError, match="unknown method 'fixmach'; valid: fixmatch"):
+    with pytest.raises(KeyError, match=r"unknown method 'fixmach'; valid: .*fixmatch"):
         METHODS["fixmach"]
     with pytest.raises(ValueError, match="duplicate method name 'fixmatch'"):
         METHODS.add(METHODS["fixmatch"])
@@ -187,3 +187,19 @@ def test_registry_errors():
         METHODS["fixmatch"](None, _model(), None, LandmarkTask(torch.zeros(4), torch.ones(4)))
     with pytest.raises(ValueError, match="needs an EMA teacher"):
         METHODS["mean_teacher"](None, _model(), None, Task())
+
+
+def test_every_meta_method_subclasses_its_base():
+    """A meta method is its base plus a meta step: it subclasses the base and its Config."""
+    metas = [n for n in METHODS if METHODS.base_of(n)]
+    assert sorted(metas) == [
+        "impute_mt",
+        "impute_pl",
+        "meta_gradient",
+        "meta_semi",
+        "meta_threshold",
+        "meta_weight",
+    ]
+    for name in metas:
+        base = METHODS[METHODS.base_of(name)]
+        assert issubclass(METHODS[name], base) and issubclass(METHODS[name].Config, base.Config)

@@ -87,7 +87,7 @@ def test_meta_gradient_fd_update_is_the_authors_formula():
     model, b = _model(bn=True), _batch()
     model(torch.randn(8, 1, 2, 2, dtype=DT))  # non-trivial running statistics
     method = _method("meta_gradient", {}, model, estimator="fd", est_kw={"lookahead": False})
-    y_hat, _ = method.meta_step(b)
+    y_hat, _ = method.targets(b)
 
     ref = copy.deepcopy(model).eval()
     params = dict(ref.named_parameters())
@@ -108,8 +108,9 @@ def test_meta_gradient_fd_update_is_the_authors_formula():
 
 def test_meta_gradient_exact_update_is_beta_times_hypergradient():
     model, b = _model(), _batch()
-    method = _method("meta_gradient", {"eval_meta": False, "meta_scale": 0.5}, model)
-    y_hat, _ = method.meta_step(b)
+    cfg = {"eval_mode": False, "meta_scale": 0.5, "protocol": "toolkit"}
+    method = _method("meta_gradient", cfg, model)
+    y_hat, _ = method.targets(b)
     y_tilde = F.softmax(model(b.u[0]), 1).detach().requires_grad_()
     grad = _virtual_grad(
         model,
@@ -121,23 +122,71 @@ def test_meta_gradient_exact_update_is_beta_times_hypergradient():
     assert torch.allclose(y_hat, expected, rtol=1e-10, atol=1e-13)
 
 
+def test_meta_gradient_trains_its_base_loss_on_the_moved_labels():
+    """alg1: one SGD step on CE(x, y) + w ‖softmax f(u) − ŷ‖² with the meta step's ŷ."""
+    model, b = _model(), _batch()
+    cfg = {"objective": "alg1", "weight": 3.0, "ramp": 0.0, "eval_mode": False}
+    method = _method("meta_gradient", cfg, copy.deepcopy(model))
+    y_hat, _ = method.targets(b)
+    loss = (
+        F.cross_entropy(model(b.x), b.y)
+        + 3.0 * ((F.softmax(model(b.u[0]), 1) - y_hat) ** 2).sum(1).mean()
+    )
+    _assert_one_sgd_step(method, b, model, loss)
+
+
 # -- Meta-Semi -------------------------------------------------------------------------------------
-def test_meta_semi_weights_are_the_sign_test_of_eq10():
-    model, teacher, b = _model(), _model(seed=7), _batch()
-    method = _method("meta_semi", {}, model, teacher=teacher)
-    pseudo, keep, logs = method.meta_step(b)
-    assert torch.allclose(pseudo, F.softmax(teacher(b.u[0]), 1))
+def _sign_test_by_hand(model, inputs, targets, x, x_targets):
+    """w_j = 1[−LR ⟨∇G, ∇H_j⟩ ≤ 0] with per-sample gradients (Eq. 10, 38)."""
     params = list(model.parameters())
-    grad_g = torch.autograd.grad(F.cross_entropy(model(b.x), b.y), params)
+    g = torch.autograd.grad(-(x_targets * F.log_softmax(model(x), 1)).sum(1).mean(), params)
     scores = []
-    for j in range(len(b.u[0])):
-        lj = -(pseudo[j] * F.log_softmax(model(b.u[0][j : j + 1]), 1)[0]).sum()
-        grad_j = torch.autograd.grad(lj, params)
-        scores.append(-LR * sum((a * c).sum() for a, c in zip(grad_g, grad_j, strict=True)))
+    for j in range(len(inputs)):
+        hj = -(targets[j] * F.log_softmax(model(inputs[j : j + 1]), 1)[0]).sum()
+        grad_j = torch.autograd.grad(hj, params)
+        scores.append(-LR * sum((a * c).sum() for a, c in zip(g, grad_j, strict=True)))
     scores = torch.stack(scores)
-    assert (scores > 0).any() and (scores < 0).any()
-    assert torch.equal(keep.bool(), scores <= 0)
-    assert logs["kept"] == pytest.approx(float((scores <= 0).double().mean()))
+    assert (scores > 0).any() and (scores < 0).any()  # the test sees both outcomes
+    return (scores <= 0).to(DT)
+
+
+def test_meta_semi_weights_the_mixed_samples_and_trains_on_l_meta_alone():
+    """App. B: w_j on the samples of Ũ = MixUp(Concat(X, U)) from G on X̃ (Eq. 35-38); the step
+    is on Σ w_j H_j / Σ w_j alone (Eq. 52)."""
+    model, teacher, b = _model(), _model(seed=7), _batch(m=8)
+    method = _method("meta_semi", {}, copy.deepcopy(model), teacher=teacher)
+    torch.manual_seed(11)
+    mixed = method.mixed(b)
+    assert torch.allclose(mixed.pseudo, F.softmax(teacher(b.u[0]), 1))
+    assert len(mixed.u) == len(b.x) + len(b.u[0]) and len(mixed.x) == len(b.x)
+    keep, logs = method.weights(b, mixed)
+    expected = _sign_test_by_hand(model, mixed.u, mixed.u_targets, mixed.x, mixed.x_targets)
+    assert torch.equal(keep, expected)
+    assert logs["kept"] == pytest.approx(float(expected.mean()))
+    per = -(mixed.u_targets * F.log_softmax(model(mixed.u), 1)).sum(1)
+    loss = (expected * per).sum() / expected.sum()
+    torch.manual_seed(11)  # train_step draws the same mixed batch
+    _assert_one_sgd_step(method, b, model, loss)
+
+
+def test_meta_semi_raw_weighting_is_the_sign_test_on_raw_samples():
+    model, teacher, b = _model(), _model(seed=7), _batch()
+    method = _method("meta_semi", {"weighting": "raw"}, model, teacher=teacher)
+    pseudo = F.softmax(teacher(b.u[0]), 1).detach()
+    onehot = F.one_hot(b.y, 3).to(DT)
+    keep, _ = method.sign_test(b.u[0], pseudo, b.x, onehot)
+    assert torch.equal(keep, _sign_test_by_hand(model, b.u[0], pseudo, b.x, onehot))
+    assert "kept_correct" in method.train_step(b)
+
+
+def test_ema_mixup_is_meta_semi_with_every_weight_one():
+    model, teacher, b = _model(), _model(seed=7), _batch()
+    method = _method("ema_mixup", {}, copy.deepcopy(model), teacher=teacher)
+    torch.manual_seed(11)
+    mixed = method.mixed(b)
+    loss = -(mixed.u_targets * F.log_softmax(model(mixed.u), 1)).sum(1).mean()
+    torch.manual_seed(11)
+    _assert_one_sgd_step(method, b, model, loss)
 
 
 # -- Meta-Threshold --------------------------------------------------------------------------------
@@ -192,6 +241,8 @@ def test_green_meta_threshold_skips_meta_steps():
 # -- Learning to Impute ----------------------------------------------------------------------------
 @pytest.mark.parametrize("task_kind", ["classification", "landmarks"])
 def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
+    """Toolkit protocol on the soft PL base: g by hand through the real optimizer's step on
+    C^T + C^U (no λ); the base's step on ẑ = z − η_z B_u g with the base's loss and weight."""
     b = _batch(task_kind)
     out = 3 if task_kind == "classification" else 4
     model = _model(out=out)
@@ -201,13 +252,15 @@ def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
         else LandmarkTask(torch.zeros(4, dtype=DT), torch.full((4,), 2.0, dtype=DT))
     )
     cfg = {"variant": "v1", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
-    method = _method("impute", cfg, copy.deepcopy(model), task)
-    z, g, _ = method.meta_step(b)
+    method = _method("impute_pl", cfg, copy.deepcopy(model), task)
+    z, mask, _ = method.targets(b)
+    assert torch.equal(mask, torch.ones_like(mask))
+    g, _ = method.meta_step(b, z)
 
     pred = model(b.u[0]).detach()
     if task_kind == "classification":
         z_hand = F.softmax(pred, 1)
-        unl = lambda o, t: -(t * F.log_softmax(o, 1)).sum(1).mean()  # noqa: E731
+        unl = lambda o, t: ((F.softmax(o, 1) - t) ** 2).sum(1).mean()  # noqa: E731
         sup = F.cross_entropy
     else:
         shift = (b.u_offsets[1] - b.u_offsets[0]).to(DT).repeat(1, 2) / 2.0
@@ -224,31 +277,73 @@ def test_impute_v1_z_update_is_the_exact_hypergradient_step(task_kind):
     )
     assert torch.allclose(g, g_hand, rtol=1e-10, atol=1e-14)
 
-    # the real step trains on ẑ = z − η_z g (renormalised for soft labels)
     z_hat = z_hand - 0.7 * len(z_hand) * g_hand  # η_z B_u g
     z_hat = renormalise(z_hat) if task_kind == "classification" else z_hat
     loss = sup(model(b.x), b.y) + 2.0 * unl(model(b.u[1]), z_hat)
     _assert_one_sgd_step(method, b, model, loss)
 
 
+def _softmax_mse(out, target):
+    return ((F.softmax(out, 1) - target) ** 2).sum(1).mean()
+
+
 def test_impute_v2_adds_the_gradient_through_the_imputing_function():
     b, model = _batch(), _model()
     cfg = {"variant": "v2", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
-    method = _method("impute", cfg, copy.deepcopy(model))
-    _, g, _ = method.meta_step(b)
+    method = _method("impute_pl", cfg, copy.deepcopy(model))
+    g, _ = method.meta_step(b, method.targets(b)[0])
     z = F.softmax(model(b.u[0]), 1)
-    loss = (
-        F.cross_entropy(model(b.x), b.y)
-        - 2.0 * (z.detach() * F.log_softmax(model(b.u[1]), 1)).sum(1).mean()
-    )
+    loss = F.cross_entropy(model(b.x), b.y) + 2.0 * _softmax_mse(model(b.u[1]), z.detach())
     loss = loss + 0.7 * len(g) * (z * g).sum()  # η_z B_u ⟨g, ψ(θ)⟩: gradient η_z B_u gᵀ ∂ψ/∂θ
     _assert_one_sgd_step(method, b, model, loss)
 
 
 def test_impute_logs_holdout_loss_before_and_after():
-    method = _method("impute", {"log_every": 1, "meta_lr": 0.5}, _model())
+    method = _method("impute_pl", {"log_every": 1, "meta_lr": 0.5}, _model())
     logs = method.train_step(_batch())
     assert logs["holdout_after"] < logs["holdout_before"]  # a small step along −g lowers C^H
+
+
+def test_impute_needs_soft_class_targets():
+    with pytest.raises(ValueError, match="soft=true"):
+        _method("impute_pl", {"soft": False}, _model())
+
+
+# -- Meta-Weight -----------------------------------------------------------------------------------
+def test_meta_weight_step_is_adam_on_the_hypergradient_then_reweights():
+    """V_Θ(ℓ_j) on Pseudo-Label's per-sample losses: Adam step of Θ on the hand-unrolled
+    hypergradient, then the base's step with mask m_j · V_Θnew(ℓ_j)."""
+    torch.manual_seed(0)
+    model, b = _model(), _batch()
+    cfg = {"threshold": 0.0, "weight": 2.0, "ramp": 0.0, "meta_weight_decay": 0.0}
+    method = _method("meta_weight", cfg, copy.deepcopy(model))
+    vnet = copy.deepcopy(method.vnet)
+    with torch.no_grad():
+        labels = F.softmax(model(b.u[0]), 1).argmax(1)
+        losses = F.cross_entropy(model(b.u[1]), labels, reduction="none")
+    theta = dict(vnet.named_parameters())
+
+    def inner(f, th):
+        v = functional_call(vnet, th, (losses[:, None],))[:, 0]
+        return (v * F.cross_entropy(f(b.u[1]), labels, reduction="none")).mean()
+
+    params = dict(model.named_parameters())
+    g = torch.autograd.grad(inner(model, theta), list(params.values()), create_graph=True)
+    moved = {k: p - LR * gi for (k, p), gi in zip(params.items(), g, strict=True)}
+    outer = F.cross_entropy(functional_call(model, moved, (b.x,)), b.y)
+    grads = torch.autograd.grad(outer, list(theta.values()))
+    adam = torch.optim.Adam(vnet.parameters(), lr=1e-3)
+    for p, gr in zip(vnet.parameters(), grads, strict=True):
+        p.grad = gr
+    adam.step()
+    v_new = vnet(losses[:, None])[:, 0].detach()
+    loss = (
+        F.cross_entropy(model(b.x), b.y)
+        + 2.0 * (v_new * F.cross_entropy(model(b.u[1]), labels, reduction="none")).mean()
+    )
+    _assert_one_sgd_step(method, b, model, loss)
+    for a, c in zip(method.vnet.parameters(), vnet.parameters(), strict=True):
+        assert torch.allclose(a, c, rtol=1e-10, atol=1e-14)
 
 
 # -- every estimator, and BatchNorm untouched ---------------------------------------------------
@@ -256,14 +351,24 @@ META = {
     "meta_gradient": ({}, None),
     "meta_semi": ({}, "teacher"),
     "meta_threshold": ({}, None),
-    "impute": ({"variant": "v1"}, None),
+    "impute_pl": ({"variant": "v1"}, None),
+    "impute_mt": ({"variant": "v2"}, "teacher"),
+    "meta_weight": ({"threshold": 0.0}, None),
 }
 
 
 def _meta_step(method, b):
+    """The meta step alone (the hook a meta method adds to its base), BN-neutral inputs."""
+    if method.name == "meta_gradient":
+        return method.targets(b)
+    if method.name == "meta_semi":
+        return method.weights(b, method.mixed(b))
     if method.name == "meta_threshold":
-        return method.meta_step(b, method.predict(method.model, b.u[0]))  # BN-neutral forward
-    return method.meta_step(b)
+        return method.meta_step(b, method.predict(method.model, b.u[0]))
+    probs = method.predict(method.model, b.u[0])
+    if method.name == "meta_weight":
+        return method.reweight(b, probs.argmax(1), torch.ones(len(probs), dtype=DT))
+    return method.meta_step(b, probs)  # impute
 
 
 @pytest.mark.parametrize("estimator", ["higher", "func", "forward", "fd", "implicit"])
@@ -285,7 +390,7 @@ def test_smoke_step_with_every_estimator(name, estimator):
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("name", ["meta_gradient", "impute"])
+@pytest.mark.parametrize("name", ["meta_gradient", "impute_pl"])
 def test_analytic_serves_one_layer_models(name):
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).to(DT)
     exact = _method(name, {}, copy.deepcopy(model), estimator="func")
@@ -307,6 +412,8 @@ def test_meta_step_leaves_batchnorm_statistics_alone(name):
     nets = [model] + ([teacher_net] if teacher_net else [])
     before = [copy.deepcopy(n.state_dict()) for n in nets]
     _meta_step(method, _batch())
+    if name == "impute_mt":  # V2's ψ-gradient through the teacher
+        method.psi_gradient(_batch(), torch.ones(6, 3, dtype=DT))
     for net, state in zip(nets, before, strict=True):
         for k, v in net.state_dict().items():
             assert torch.equal(v, state[k]), k
@@ -317,17 +424,14 @@ def test_impute_v2_mean_teacher_scales_the_teacher_gradient_by_the_ema_step(deca
     """ψ = teacher; θ_EMA ← d_t θ_EMA + (1 − d_t) θ with d_t = min(1 − 1/(t+1), d) at step t = 3,
     so the student gets (1 − d_t) = max(1/4, 1 − d) times the teacher's ψ-gradient."""
     b, model, teacher = _batch(), _model(), _model(seed=5)
-    cfg = {"variant": "v2", "base": "mean_teacher", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
+    cfg = {"variant": "v2", "weight": 2.0, "ramp": 0.0, "meta_lr": 0.7}
     student = copy.deepcopy(model)
     opt = torch.optim.SGD(student.parameters(), lr=LR)
-    cls = METHODS["impute"]
+    cls = METHODS["impute_mt"]
     method = cls(cls.Config(**cfg), student, opt, Task(), teacher=teacher, teacher_decay=decay)
-    _, g, _ = method.meta_step(b)
     z = F.softmax(teacher(b.u[0]), 1)
-    loss = (
-        F.cross_entropy(model(b.x), b.y)
-        - 2.0 * (z.detach() * F.log_softmax(model(b.u[1]), 1)).sum(1).mean()
-    )
+    g, _ = method.meta_step(b, z.detach())
+    loss = F.cross_entropy(model(b.x), b.y) + 2.0 * _softmax_mse(model(b.u[1]), z.detach())
     extra = torch.autograd.grad(0.7 * len(g) * factor * (z * g).sum(), list(teacher.parameters()))
     grads = torch.autograd.grad(loss, list(model.parameters()))
     expected = [p - LR * (d + e) for p, d, e in zip(model.parameters(), grads, extra, strict=True)]

@@ -1,0 +1,83 @@
+"""EMA-teacher soft pseudo labels with MixUp over Concat(X, U): Meta-Semi with every weight 1
+(its Table 6, "reweighting with the constant 1"), the base Meta-Semi builds on here.
+
+    ŷ_j = softmax f_EMA(u_j)                                   soft pseudo labels
+    X̃ = MixUp(X, Shuffle(X), λ₁)                               one-hot labels      (Eq. 12)
+    Ũ = MixUp(W, Shuffle(W), λ₂),  W = Concat(X, U)           one-hot / ŷ          (Eq. 13)
+    L = Σ_j w_j H(ỹ_j, f(ũ_j)) / Σ_j w_j   over Ũ             L_meta, Alg. 1 line 12
+
+with λ₁, λ₂ ~ Beta(β, β), H the soft cross-entropy and w_j = 1 here (Meta-Semi overrides
+`weights`). X̃ enters only Meta-Semi's meta-gradient (App. B, Eq. 35-38); the step is on L
+alone (Eq. 52). `ict_weight` > 0 adds the ICT consistency term of the paper's Eq. 14.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import Batch, Method, linear_ramp
+from .task import one_hot, soft_cross_entropy
+
+
+@dataclass
+class EmaMixupConfig:
+    beta: float = 1.0  # Beta(β, β) of both mixups
+    ict_weight: float = 0.0  # optional ICT consistency term (Eq. 14)
+    ramp: float = 0.4  # ramp of the ICT term
+
+
+@dataclass
+class Mixed:
+    """One iteration's mixed batches: X̃ with targets, Ũ with targets, the pseudo labels."""
+
+    x: Tensor
+    x_targets: Tensor
+    u: Tensor
+    u_targets: Tensor
+    pseudo: Tensor
+
+
+def mixup(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+    perm = torch.randperm(len(x))
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
+class EmaMixup(Method):
+    name = "ema_mixup"
+    Config = EmaMixupConfig
+    tasks = ("classification",)
+    needs_teacher = True
+
+    def beta(self) -> float:
+        return float(torch.distributions.Beta(self.cfg.beta, self.cfg.beta).sample())
+
+    def mixed(self, batch: Batch) -> Mixed:
+        """X̃ (Eq. 12) and Ũ (Eq. 13) with their targets."""
+        u = batch.u[0]
+        pseudo = self.predict(self.teacher, u)
+        y_x = one_hot(batch.y, pseudo.shape[1], pseudo)
+        x_mix, x_t = mixup(batch.x, y_x, self.beta())
+        u_mix, u_t = mixup(torch.cat([batch.x, u]), torch.cat([y_x, pseudo]), self.beta())
+        return Mixed(x_mix, x_t, u_mix, u_t, pseudo)
+
+    def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:
+        """w_j for the samples of Ũ (all 1 here)."""
+        return torch.ones(len(mixed.u), dtype=mixed.u.dtype, device=mixed.u.device), {}
+
+    def loss(self, batch: Batch):
+        mixed = self.mixed(batch)
+        w, logs = self.weights(batch, mixed)
+        per = soft_cross_entropy(self.model(mixed.u), mixed.u_targets)
+        loss = (w * per).sum() / w.sum().clamp_min(1.0)  # Σw = 0: no unlabeled term
+        logs = {"meta": loss.item(), **logs}
+        if self.cfg.ict_weight:
+            u, lam = batch.u[0], self.beta()
+            perm = torch.randperm(len(u))
+            target = lam * mixed.pseudo + (1 - lam) * mixed.pseudo[perm]
+            ict = self.task.consistency(self.model(lam * u + (1 - lam) * u[perm]), target)
+            logs["ict"] = ict.item()
+            loss = loss + self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
+        return loss, logs

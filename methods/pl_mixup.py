@@ -1,0 +1,75 @@
+"""Soft pseudo labels with mixup of labeled/unlabeled pairs: Meta-Gradient's training step
+without its meta step (its base here).
+
+    ỹ = softmax f(u)                        no gradient; eval mode by default (`eval_mode`)
+    objective "alg1":  L = CE(f(x), y) + w(t) · mean_j ‖softmax f(u_j) − ỹ_j‖²
+    objective "mixup" (Meta-Gradient Alg. 2): per-sample μ_i ~ Beta(γ, γ),
+        x_i' = μ_i x_i + (1 − μ_i) u_i,   y_i' = μ_i onehot(y_i) + (1 − μ_i) ỹ_i,
+        L = mean_i H(y_i', softmax f(x_i')) + w(t) · mean_j ‖softmax f(u_j) − ỹ_j‖²
+
+H is the soft cross-entropy (the KL of the authors' code up to a constant). w(t) ramps linearly
+to `weight` over the first `ramp` of training. With ỹ at the model's own prediction the
+consistency term has no gradient; Meta-Gradient moves ỹ by its meta step (`targets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import Batch, Method, linear_ramp, training_mode
+from .task import one_hot, soft_cross_entropy
+
+OBJECTIVES = ("alg1", "mixup")
+
+
+@dataclass
+class PLMixupConfig:
+    objective: str = "mixup"  # "alg1" or "mixup" (Meta-Gradient Alg. 2)
+    gamma: float = 1.0  # Beta(γ, γ) of the mixup objective
+    weight: float = 1.0  # consistency weight after the ramp
+    ramp: float = 0.01  # 4000 of 400k steps in the Meta-Gradient authors' code
+    eval_mode: bool = True  # pseudo labels (and meta steps) with the model in eval mode
+
+
+def mix_coefficients(n: int, gamma: float, like: Tensor) -> Tensor:
+    """μ_i ~ Beta(γ, γ) for i < n, drawn as one (n, 1) sample as the Meta-Gradient authors do."""
+    beta = torch.distributions.Beta(torch.tensor([gamma]), torch.tensor([gamma]))
+    return beta.sample((n,)).view(n).to(like)
+
+
+class PLMixup(Method):
+    name = "pl_mixup"
+    Config = PLMixupConfig
+    tasks = ("classification",)
+
+    def __init__(self, cfg, *args, **kwargs):
+        super().__init__(cfg, *args, **kwargs)
+        if cfg.objective not in OBJECTIVES:
+            raise ValueError(f"{self.name}: objective must be one of {OBJECTIVES}")
+
+    def targets(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """ỹ = softmax f(u) (no gradient, BatchNorm statistics untouched)."""
+        with training_mode(self.model, not self.cfg.eval_mode):
+            return self.predict(self.model, batch.u[0]), {}
+
+    def loss(self, batch: Batch):
+        y_hat, logs = self.targets(batch)
+        u = batch.u[0]
+        w = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
+        if self.cfg.objective == "alg1":
+            cls = self.task.supervised(self.model(batch.x), batch.y)
+        else:
+            n = min(len(batch.x), len(u))
+            mu = mix_coefficients(n, self.cfg.gamma, u)
+            m = mu.view(-1, *[1] * (u.dim() - 1))
+            x_in = m * batch.x[:n] + (1 - m) * u[:n]
+            y_in = (
+                mu[:, None] * one_hot(batch.y[:n], y_hat.shape[1], y_hat)
+                + (1 - mu[:, None]) * y_hat[:n]
+            )
+            cls = soft_cross_entropy(self.model(x_in), y_in).mean()
+        cons = self.task.consistency(self.model(u), y_hat)
+        return cls + w * cons, {"cls": cls.item(), "cons": cons.item(), **logs}
