@@ -62,6 +62,17 @@ class MetaMethod(Method):
         return hypergradient(problem, hparams, self.estimator, **self.estimator_kw)
 
 
+def sigmoid_mlp(inputs: int, hidden: int, like: Tensor) -> torch.nn.Sequential:
+    """MLP {inputs, hidden, 1} with ReLU and a sigmoid output, on `like`'s device and dtype: the
+    hyperparameter networks of Meta-T (thresholds) and Meta-Weight (sample weights)."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(inputs, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 1),
+        torch.nn.Sigmoid(),
+    ).to(like.device, like.dtype)
+
+
 def renormalise(y: Tensor) -> Tensor:
     """Clip soft labels at 0 and rescale rows to sum 1 (rows summing to 0 are left as they are),
     as the Meta-Gradient authors' code does after the meta step."""

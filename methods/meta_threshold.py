@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from .base import Batch, training_mode
 from .fixmatch import FixMatch, FixMatchConfig
-from .meta import MetaMethod
+from .meta import MetaMethod, sigmoid_mlp
 
 
 @dataclass
@@ -68,13 +68,7 @@ class MetaThreshold(MetaMethod, FixMatch):
         super().__init__(cfg, model, *args, **kwargs)
         if cfg.k < 1:
             raise ValueError(f"meta_threshold: k must be >= 1, got {cfg.k}")
-        param = next(model.parameters())
-        self.tgn = nn.Sequential(
-            nn.Linear(2 * output_size(model), cfg.hidden),
-            nn.ReLU(),
-            nn.Linear(cfg.hidden, 1),
-            nn.Sigmoid(),
-        ).to(param.device, param.dtype)
+        self.tgn = sigmoid_mlp(2 * output_size(model), cfg.hidden, next(model.parameters()))
         self.tgn_opt = torch.optim.Adam(self.tgn.parameters(), lr=cfg.meta_lr)
 
     def thresholds(self, feats: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:

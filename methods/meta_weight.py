@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from .base import Batch, frozen_norm_stats
-from .meta import MetaMethod
+from .meta import MetaMethod, sigmoid_mlp
 from .pseudo_label import PseudoLabel, PseudoLabelConfig, Targets
 
 
@@ -39,10 +39,7 @@ class MetaWeight(MetaMethod, PseudoLabel):
 
     def __init__(self, cfg, model, *args, **kwargs):
         super().__init__(cfg, model, *args, **kwargs)
-        param = next(model.parameters())
-        self.vnet = nn.Sequential(
-            nn.Linear(1, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1), nn.Sigmoid()
-        ).to(param.device, param.dtype)
+        self.vnet = sigmoid_mlp(1, cfg.hidden, next(model.parameters()))
         self.vnet_opt = torch.optim.Adam(
             self.vnet.parameters(), lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay
         )

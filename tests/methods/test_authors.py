@@ -96,6 +96,12 @@ def authors_meta_gradient_step(model, opt, x, y, u, pseudo, weight, gamma, class
     opt.step()
 
 
+def _meta_gradient(cfg, model, opt):
+    """Meta-Gradient with the paper's approximation (the experiments' default estimator)."""
+    fd = {"lookahead": False, "r": 0.01}
+    return _method("meta_gradient", cfg, model, opt, Task(), estimator="fd", estimator_kw=fd)
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_authors_meta_gradient_meta_step(nesterov):
     """ŷ equals the authors' under plain momentum and under Nesterov (no (1 + μ) factor)."""
@@ -107,15 +113,7 @@ def test_authors_meta_gradient_meta_step(nesterov):
     F.cross_entropy(model(x), y).backward()
     opt.step()  # momentum buffers exist: the authors' update must not depend on them
     cfg = {"objective": "mixup", "protocol": "authors"}
-    method = _method(
-        "meta_gradient",
-        cfg,
-        model,
-        opt,
-        Task(),
-        estimator="fd",
-        estimator_kw={"lookahead": False, "r": 0.01},
-    )
+    method = _meta_gradient(cfg, model, opt)
     batch = Batch(x, y, [u], 3, 10)
     y_hat, _ = method.targets(batch)
     ref = authors_meta_gradient_labels(copy.deepcopy(model), x, y, u, lr=0.1)
@@ -144,15 +142,7 @@ def test_authors_meta_gradient_training_step():
         "ramp": 0.5,
         "gamma": gamma,
     }
-    method = _method(
-        "meta_gradient",
-        cfg,
-        model,
-        opt,
-        Task(),
-        estimator="fd",
-        estimator_kw={"lookahead": False, "r": 0.01},
-    )
+    method = _meta_gradient(cfg, model, opt)
     for step in (3, 4):
         torch.manual_seed(step)
         method.train_step(Batch(x, y, [u], step, 10))

@@ -69,6 +69,21 @@ def _virtual_grad(model, inner, outer, wrt):
     return torch.autograd.grad(outer(lambda x: functional_call(model, moved, (x,))), wrt)[0]
 
 
+def _adam_step_on_hand_hypergradient(model, net, inner, b):
+    """Adam (1e-3) step of `net` on ∂ CE(f(x; θ − LR ∇_θ inner(θ, Θ)), y) / ∂Θ, Θ its parameters,
+    unrolled with plain autograd."""
+    theta = dict(net.named_parameters())
+    params = dict(model.named_parameters())
+    g = torch.autograd.grad(inner(model, theta), list(params.values()), create_graph=True)
+    moved = {k: p - LR * gi for (k, p), gi in zip(params.items(), g, strict=True)}
+    outer = F.cross_entropy(functional_call(model, moved, (b.x,)), b.y)
+    grads = torch.autograd.grad(outer, list(theta.values()))
+    adam = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for p, gr in zip(net.parameters(), grads, strict=True):
+        p.grad = gr
+    adam.step()
+
+
 def _assert_one_sgd_step(method, batch, model, hand_loss):
     """The method's train_step moves its copy of `model` by −LR ∇(hand_loss) (plain SGD)."""
     params = list(model.parameters())
@@ -206,22 +221,13 @@ def test_meta_threshold_meta_step_is_adam_on_the_hypergradient():
 
     conf, labels = probs.max(1)
     feats = torch.cat([probs, class_average_confidence(probs)], 1)
-    theta = dict(tgn.named_parameters())
 
     def inner(f, th):
         tau = functional_call(tgn, th, (feats,))[:, 0]
         gate = torch.sigmoid(10.0 * (conf - tau))
         return (gate * F.cross_entropy(f(b.u[1]), labels, reduction="none")).mean()
 
-    params = dict(model.named_parameters())
-    g = torch.autograd.grad(inner(model, theta), list(params.values()), create_graph=True)
-    moved = {k: p - LR * gi for (k, p), gi in zip(params.items(), g, strict=True)}
-    outer = F.cross_entropy(functional_call(model, moved, (b.x,)), b.y)
-    grads = torch.autograd.grad(outer, list(theta.values()))
-    adam = torch.optim.Adam(tgn.parameters(), lr=1e-3)
-    for p, gr in zip(tgn.parameters(), grads, strict=True):
-        p.grad = gr
-    adam.step()
+    _adam_step_on_hand_hypergradient(model, tgn, inner, b)
     for a, c in zip(method.tgn.parameters(), tgn.parameters(), strict=True):
         assert torch.allclose(a, c, rtol=1e-10, atol=1e-14)
 
@@ -321,21 +327,12 @@ def test_meta_weight_step_is_adam_on_the_hypergradient_then_reweights():
     with torch.no_grad():
         labels = F.softmax(model(b.u[0]), 1).argmax(1)
         losses = F.cross_entropy(model(b.u[1]), labels, reduction="none")
-    theta = dict(vnet.named_parameters())
 
     def inner(f, th):
         v = functional_call(vnet, th, (losses[:, None],))[:, 0]
         return (v * F.cross_entropy(f(b.u[1]), labels, reduction="none")).mean()
 
-    params = dict(model.named_parameters())
-    g = torch.autograd.grad(inner(model, theta), list(params.values()), create_graph=True)
-    moved = {k: p - LR * gi for (k, p), gi in zip(params.items(), g, strict=True)}
-    outer = F.cross_entropy(functional_call(model, moved, (b.x,)), b.y)
-    grads = torch.autograd.grad(outer, list(theta.values()))
-    adam = torch.optim.Adam(vnet.parameters(), lr=1e-3)
-    for p, gr in zip(vnet.parameters(), grads, strict=True):
-        p.grad = gr
-    adam.step()
+    _adam_step_on_hand_hypergradient(model, vnet, inner, b)
     v_new = vnet(losses[:, None])[:, 0].detach()
     loss = (
         F.cross_entropy(model(b.x), b.y)
