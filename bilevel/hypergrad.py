@@ -64,5 +64,7 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
             raise TypeError(
                 f"hparams[{k!r}] must be a floating-point tensor, got {type(v).__name__}"
             )
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"hparams[{k!r}] has non-finite values (nan or inf)")
         leaves[k] = v.detach().requires_grad_(True)
     return leaves

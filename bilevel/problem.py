@@ -64,7 +64,7 @@ class BilevelProblem:
                 raise TypeError(f"{name} must be callable")
         if self.coupled_loss is not None and not callable(self.coupled_loss):
             raise TypeError("coupled_loss must be callable or None")
-        if not isinstance(self.steps, int) or self.steps < 0:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
         self.sgd = SGDConfig(
             lr=self.lr,

@@ -9,11 +9,13 @@ arguments as `model.<arg>=value`. Fractions of training (`milestones`, `warmup`,
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from methods import METHODS
+from methods.base import check_config
 
 
 class ConfigError(ValueError):
@@ -69,7 +71,7 @@ class Config:
         return dict(self.estimator_options.get(self.estimator, {}))
 
     def method_config(self) -> Any:
-        """The method's own hyperparameter dataclass, from `method_kw`."""
+        """The method's own hyperparameter dataclass, from `method_kw` (range-checked)."""
         cls = METHODS[self.method].Config
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(self.method_kw) - names)
@@ -78,7 +80,10 @@ class Config:
                 f"unknown key 'method.{unknown[0]}' for method {self.method!r} "
                 f"(its keys: {', '.join(sorted(names)) or 'none'})"
             )
-        return cls(**self.method_kw)
+        out = cls(**self.method_kw)
+        for key, message in check_config(out):
+            raise ConfigError(f"method.{key}: {message}")
+        return out
 
 
 _TOP = {f.name: f for f in fields(Config)}
@@ -246,6 +251,31 @@ def validate(cfg: Config) -> None:
             cfg.imbalance == 0 or cfg.num_labels == 0,
             "num_labels",
             "set num_labels=0 with an imbalanced split (head_labeled sets its size)",
+        ),
+    ]
+    checks += [
+        (math.isfinite(getattr(cfg, f.name)), f.name, f"{f.name} must be finite")
+        for f in fields(Config)
+        if isinstance(getattr(cfg, f.name), float)
+    ]
+    checks += [
+        (cfg.batch_size > 0, "batch_size", "batch_size must be > 0"),
+        (
+            cfg.unlabeled_batch > 0 or not METHODS[cfg.method].views,
+            "unlabeled_batch",
+            f"unlabeled_batch must be > 0 for {cfg.method} (it trains on unlabeled data)",
+        ),
+        (cfg.holdout_batch >= 0, "holdout_batch", "holdout_batch must be >= 0 (0: batch_size)"),
+        (cfg.val_size >= 0, "val_size", "val_size must be >= 0"),
+        (cfg.num_labels >= 0, "num_labels", "num_labels must be >= 0"),
+        (cfg.eval_limit >= 0, "eval_limit", "eval_limit must be >= 0 (0: all)"),
+        (0 <= cfg.momentum < 1, "momentum", "momentum must be in [0, 1)"),
+        (cfg.weight_decay >= 0, "weight_decay", "weight_decay must be >= 0"),
+        (cfg.gamma > 0, "gamma", "gamma (the step schedule's factor) must be > 0"),
+        (
+            not cfg.nesterov or cfg.momentum > 0,
+            "nesterov",
+            "nesterov=true needs momentum > 0",
         ),
     ]
     for ok, key, message in checks:

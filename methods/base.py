@@ -14,9 +14,10 @@ imputation step).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -82,6 +83,53 @@ class NoConfig:
     """For methods without hyperparameters."""
 
 
+def _unit(v: float) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+# Method hyperparameters are checked by field name, for every method (`check_config`).
+RULES: dict[str, tuple[Any, str]] = {
+    "threshold": (_unit, "a probability in [0, 1]"),
+    "ramp": (_unit, "a fraction of training in [0, 1]"),
+    "weight": (lambda v: v >= 0, ">= 0"),
+    "ict_weight": (lambda v: v >= 0, ">= 0"),
+    "meta_lr": (lambda v: v >= 0, ">= 0"),
+    "meta_scale": (lambda v: v >= 0, ">= 0"),
+    "meta_weight_decay": (lambda v: v >= 0, ">= 0"),
+    "post_decay": (lambda v: v >= 0, ">= 0"),
+    "inner_lr_scale": (lambda v: v > 0, "> 0"),
+    "temperature": (lambda v: v > 0, "> 0"),
+    "sharpness": (lambda v: v > 0, "> 0"),
+    "alpha": (lambda v: v > 0, "> 0 (a Beta parameter)"),
+    "beta": (lambda v: v > 0, "> 0 (a Beta parameter)"),
+    "gamma": (lambda v: v > 0, "> 0 (a Beta parameter)"),
+    "hidden": (lambda v: v >= 1, ">= 1"),
+    "k": (lambda v: v >= 1, ">= 1"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "variant": ("v1", "v2"),
+    "protocol": ("toolkit", "authors"),
+    "objective": ("alg1", "mixup"),
+    "weighting": ("mixed", "raw"),
+}
+
+
+def check_config(cfg: Any) -> list[tuple[str, str]]:
+    """(field, what it must be) for each hyperparameter of `cfg` that is out of range: floats
+    finite, the ranges of `RULES` and the choices of `CHOICES`."""
+    bad = []
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            bad.append((f.name, f"must be finite, got {v}"))
+        elif f.name in CHOICES and v not in CHOICES[f.name]:
+            bad.append((f.name, f"must be one of {', '.join(CHOICES[f.name])}, got {v!r}"))
+        elif f.name in RULES and isinstance(v, int | float) and not RULES[f.name][0](v):
+            bad.append((f.name, f"must be {RULES[f.name][1]}, got {v}"))
+    return bad
+
+
 @dataclass
 class Step:
     """One optimizer step of an iteration: its loss, its logs, and extra gradients
@@ -126,6 +174,8 @@ class Method:
             raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
         if self.needs_teacher and teacher is None:
             raise ValueError(f"method {self.name!r} needs an EMA teacher (set ema_decay > 0)")
+        for key, message in check_config(cfg) if is_dataclass(cfg) else ():
+            raise ValueError(f"{self.name}: {key} {message}")
         self.cfg, self.model, self.optimizer, self.task = cfg, model, optimizer, task
         self.teacher, self.estimator = teacher, estimator
         self.estimator_kw = dict(estimator_kw or {})

@@ -40,7 +40,7 @@ from bilevel import Evaluator, ImputedTargets
 
 from .base import Batch, Step, ema_decay, frozen_norm_stats
 from .mean_teacher import MeanTeacher, MeanTeacherConfig
-from .meta import PROTOCOLS, MetaMethod, renormalise
+from .meta import MetaMethod, renormalise
 from .pseudo_label import PseudoLabel, PseudoLabelConfig
 from .task import one_hot
 
@@ -72,10 +72,6 @@ class Impute(MetaMethod):
 
     def __init__(self, cfg, *args, **kwargs):
         super().__init__(cfg, *args, **kwargs)
-        if cfg.variant not in ("v1", "v2"):
-            raise ValueError(f"{self.name}: variant must be 'v1' or 'v2', got {cfg.variant!r}")
-        if cfg.protocol not in PROTOCOLS:
-            raise ValueError(f"{self.name}: protocol must be one of {PROTOCOLS}")
         if self.hard():
             raise ValueError(f"{self.name}: imputed class targets are soft; set soft=true")
         self.classes = self.task.kind == "classification"

@@ -12,8 +12,6 @@ from bilevel.problem import InnerLoss, OuterLoss
 
 from .base import Method, add_grads
 
-PROTOCOLS = ("toolkit", "authors")
-
 
 class MetaMethod(Method):
     """A method whose step needs a hypergradient. The virtual step is the real optimizer's

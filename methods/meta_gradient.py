@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from bilevel import ImputedTargets
 
 from .base import Batch, training_mode
-from .meta import PROTOCOLS, MetaMethod, renormalise
+from .meta import MetaMethod, renormalise
 from .pl_mixup import PLMixup, PLMixupConfig
 
 
@@ -45,11 +45,6 @@ class MetaGradient(MetaMethod, PLMixup):
     name = "meta_gradient"
     base = "pl_mixup"
     Config = MetaGradientConfig
-
-    def __init__(self, cfg, *args, **kwargs):
-        super().__init__(cfg, *args, **kwargs)
-        if cfg.protocol not in PROTOCOLS:
-            raise ValueError(f"meta_gradient: protocol must be one of {PROTOCOLS}")
 
     def targets(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """ŷ for the unlabeled batch (no change to the model)."""

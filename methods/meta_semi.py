@@ -24,8 +24,6 @@ from .ema_mixup import EmaMixup, EmaMixupConfig, Mixed, mixup
 from .meta import MetaMethod
 from .task import one_hot, soft_cross_entropy
 
-WEIGHTINGS = ("mixed", "raw")
-
 
 @dataclass
 class MetaSemiConfig(EmaMixupConfig):
@@ -36,11 +34,6 @@ class MetaSemi(MetaMethod, EmaMixup):
     name = "meta_semi"
     base = "ema_mixup"
     Config = MetaSemiConfig
-
-    def __init__(self, cfg, *args, **kwargs):
-        super().__init__(cfg, *args, **kwargs)
-        if cfg.weighting not in WEIGHTINGS:
-            raise ValueError(f"meta_semi: weighting must be one of {WEIGHTINGS}")
 
     def sign_test(
         self, inputs: Tensor, targets: Tensor, x: Tensor, x_targets: Tensor

@@ -66,8 +66,6 @@ class MetaThreshold(MetaMethod, FixMatch):
 
     def __init__(self, cfg, model, *args, **kwargs):
         super().__init__(cfg, model, *args, **kwargs)
-        if cfg.k < 1:
-            raise ValueError(f"meta_threshold: k must be >= 1, got {cfg.k}")
         self.tgn = sigmoid_mlp(2 * output_size(model), cfg.hidden, next(model.parameters()))
         self.tgn_opt = torch.optim.Adam(self.tgn.parameters(), lr=cfg.meta_lr)
 

@@ -147,3 +147,23 @@ def test_unknown_option_and_bad_inputs():
             problem.outer_loss,
             momentum_buffers={"nope": torch.zeros(1)},
         )
+
+
+def test_non_finite_hyperparameters_and_boolean_steps_are_refused():
+    from bilevel import BilevelProblem, hypergradient
+
+    model = torch.nn.Linear(2, 1).double()
+
+    def inner(f, hp):
+        return (hp["w"] * f(torch.ones(3, 2, dtype=torch.float64))[:, 0]).sum()
+
+    def outer(f):
+        return f(torch.ones(1, 2, dtype=torch.float64)).sum()
+
+    problem = BilevelProblem(model, inner, outer)
+    for bad in (float("nan"), float("inf")):
+        w = torch.tensor([1.0, bad, 0.0], dtype=torch.float64)
+        with pytest.raises(ValueError, match=r"hparams\['w'\] has non-finite values"):
+            hypergradient(problem, {"w": w})
+    with pytest.raises(ValueError, match="steps must be a non-negative int, got True"):
+        BilevelProblem(model, inner, outer, steps=True)

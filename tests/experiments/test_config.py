@@ -116,3 +116,45 @@ def test_base_runs_are_derived_from_the_methods_base():
         "pseudo_label_soft_digits": ["impute_v1_digits", "impute_v2_digits"],
         "ema_mixup_digits": ["metasemi_digits"],
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "item", "message"),
+    [
+        ("fixmatch_digits", "batch_size=0", "batch_size: batch_size must be > 0"),
+        (
+            "pseudo_label_digits",
+            "unlabeled_batch=0",
+            "unlabeled_batch: unlabeled_batch must be > 0",
+        ),
+        ("fixmatch_digits", "unlabeled_batch=0", "unlabeled_batch: unlabeled_batch must be > 0"),
+        ("impute_v1_digits", "holdout_batch=-3", "holdout_batch: holdout_batch must be >= 0"),
+        ("fixmatch_digits", "lr=inf", "lr: lr must be finite"),
+        ("fixmatch_digits", "momentum=nan", "momentum: momentum must be finite"),
+        ("fixmatch_digits", "momentum=-1", "momentum: momentum must be in [0, 1)"),
+        ("fixmatch_digits", "weight_decay=-1", "weight_decay: weight_decay must be >= 0"),
+        ("fixmatch_digits", "val_size=-1", "val_size: val_size must be >= 0"),
+        ("fixmatch_digits", "num_labels=-5", "num_labels: num_labels must be >= 0"),
+        ("fixmatch_digits", "nesterov=true momentum=0", "nesterov: nesterov=true needs momentum"),
+        ("fixmatch_digits", "method.threshold=1.5", "method.threshold: must be a probability"),
+        ("fixmatch_digits", "method.weight=nan", "method.weight: must be finite, got nan"),
+        ("pseudo_label_digits", "method.ramp=2", "method.ramp: must be a fraction of training"),
+        ("impute_v1_digits", "method.variant=v3", "method.variant: must be one of v1, v2"),
+        ("impute_v1_digits", "method.protocol=paper", "method.protocol: must be one of toolkit"),
+        ("metagrad_digits", "method.objective=kl", "method.objective: must be one of alg1"),
+        ("metagrad_digits", "method.gamma=0", "method.gamma: must be > 0 (a Beta parameter)"),
+        ("metasemi_digits", "method.weighting=soft", "method.weighting: must be one of mixed"),
+        ("metathreshold_digits", "method.k=0", "method.k: must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_settings_name_the_key(name, item, message):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(configs.get(name), item.split())
+    assert message in str(err.value)
+
+
+def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    assert main(["impute_v1_digits", "--scale", "smoke", "holdout_batch=-3"]) == 2
+    assert "holdout_batch must be >= 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -187,6 +187,9 @@ def test_registry_errors():
         METHODS["fixmatch"](None, _model(), None, LandmarkTask(torch.zeros(4), torch.ones(4)))
     with pytest.raises(ValueError, match="needs an EMA teacher"):
         METHODS["mean_teacher"](None, _model(), None, Task())
+    cls = METHODS["pseudo_label"]  # built directly, the hyperparameters are checked too
+    with pytest.raises(ValueError, match=r"pseudo_label: threshold must be a probability"):
+        cls(cls.Config(threshold=2.0), _model(), None, Task())
 
 
 def test_every_meta_method_subclasses_its_base():
