@@ -4,23 +4,45 @@
     metrics.csv   long format: step,split,metric,value
     summary.json  final and best figures, wall time, steps per second
     ckpt.pt       model, EMA, optimizer, scheduler, method state, step, RNG states, metrics, config
+    ckpt.prev.pt  the checkpoint before it, kept until a new one is written and verified
     snapshots/step<N>.pt   model, EMA and method state at each evaluation (config `snapshots`)
+    .lock         held by the one process that writes the run (its pid and host inside)
 
-Every file is written to a temporary name and renamed, so a kill never leaves a torn file.
+Every file is written to a temporary name of its own and renamed, so a kill never leaves a torn
+file and two writers never share a temporary file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import hashlib
 import io
 import json
 import os
+import pickle
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import ConfigError
+
+# what torch.load raises on a truncated, empty or garbage file
+UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
+
+
+class RunLocked(ConfigError):
+    """Another process writes this run directory."""
+
+
+class CheckpointError(ConfigError):
+    """No usable checkpoint, or one that belongs to another run."""
 
 
 def runs_root() -> Path:
@@ -36,13 +58,26 @@ def run_name(name: str, overrides: list[str], scale: str = "full") -> str:
     return "+".join(parts)
 
 
+def _write_temp(path: Path, data: bytes) -> Path:
+    """`data` in a new temporary file beside `path`, synced to disk and read back to verify;
+    nothing is left behind if writing fails (a full disk, a kill leaves at most the temp)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if hashlib.sha256(tmp.read_bytes()).digest() != hashlib.sha256(data).digest():
+            raise OSError(f"{tmp}: the file read back differs from what was written")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    os.replace(_write_temp(path, data), path)
 
 
 class RunDir:
@@ -55,6 +90,32 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for this process; another holder stops us with its pid/host.
+        The operating system releases the lock when the process ends, however it ends."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.file(".lock"), "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RunLocked(
+                    f"{self.path} is in use by {holder}; wait for that run to finish, or stop "
+                    "it and run the same command again to resume"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def start(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
         """Write config.json first; refuse a directory that holds a run of another config.
@@ -95,7 +156,14 @@ class RunDir:
         _atomic_write(self.file(name), buf.getvalue())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        self._save_torch("ckpt.pt", state)
+        """Write and verify the new checkpoint, then keep the old one as ckpt.prev.pt."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        path = self.file("ckpt.pt")
+        tmp = _write_temp(path, buf.getvalue())
+        if path.is_file():
+            os.replace(path, self.file("ckpt.prev.pt"))
+        os.replace(tmp, path)
 
     def save_snapshot(self, step: int, state: dict[str, Any]) -> None:
         (self.path / "snapshots").mkdir(exist_ok=True)
@@ -106,8 +174,37 @@ class RunDir:
         found = sorted((self.path / "snapshots").glob("step*.pt"))
         return [(int(p.stem.removeprefix("step")), p) for p in found]
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        path = self.file("ckpt.pt")
-        if not path.is_file():
-            return None
-        return torch.load(path, map_location="cpu", weights_only=False)
+    def load_checkpoint(self, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The latest readable checkpoint (ckpt.pt, else ckpt.prev.pt with a message), or None.
+        With `config`, a checkpoint of another config or seed is refused."""
+        found = [self.file(n) for n in ("ckpt.pt", "ckpt.prev.pt") if self.file(n).is_file()]
+        problems = []
+        for path in found:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except UNREADABLE as err:  # try the previous checkpoint
+                problems.append(f"{path} is unreadable ({type(err).__name__}: {err})")
+                continue
+            if problems:
+                print(
+                    f"warning: {problems[-1]}; resuming from {path} (step {state['step']})",
+                    file=sys.stderr,
+                )
+            if config is not None:
+                self._check_owner(path, state, config)
+            return state
+        if problems:
+            raise CheckpointError(
+                "; ".join(problems) + f". Remove {self.path} to start this run again."
+            )
+        return None
+
+    def _check_owner(self, path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
+        stored = json.loads(json.dumps(state.get("config", {})))
+        config = json.loads(json.dumps(config))
+        differ = sorted(k for k in config if k in stored and stored[k] != config[k])
+        if differ:
+            shown = ", ".join(f"{k}={stored[k]!r} (this run: {config[k]!r})" for k in differ)
+            raise CheckpointError(
+                f"{path} belongs to another run: {shown}. Move it away or remove {self.path}."
+            )

@@ -174,11 +174,17 @@ def train(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Train `cfg` with `seed` into `root/<run_id or cfg.name>/seed<seed>/` (resuming if there)."""
+    run = build(cfg, seed, scale)  # bad settings or data stop here, before any file is written
     rundir = RunDir.for_run(run_id or cfg.name, seed, root)
-    rundir.start({**as_dict(cfg), "seed": seed, "scale": scale}, config_defaults())
-    run = build(cfg, seed, scale)
-    state = rundir.load_checkpoint()
-    start, rows, best, elapsed = 0, [], None, 0.0
+    stored = {**as_dict(cfg), "seed": seed, "scale": scale}
+    with rundir.lock():
+        rundir.start(stored, config_defaults())
+        return _train(cfg, seed, scale, run, rundir, stored, progress, run_id)
+
+
+def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str, Any]:
+    state = rundir.load_checkpoint(stored)
+    start, rows, best, elapsed, resumes = 0, [], None, 0.0, 0
     if state is not None:
         load_weights(run, state)
         run.optimizer.load_state_dict(state["optimizer"])
@@ -189,6 +195,9 @@ def train(
             state["best"],
             state["elapsed"],
         )
+        # the steps after this checkpoint were trained and lost: their time is not counted
+        resumes = state.get("resumes", 0) + (start < cfg.steps)
+        rundir.write_metrics(rows)  # metrics.csv as of the checkpoint, never ahead of it
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
     running: dict[str, list[float]] = defaultdict(list)
     bar = tqdm(
@@ -225,7 +234,6 @@ def train(
         running.clear()
         if cfg.snapshots:
             rundir.save_snapshot(done, _weights(run))
-        rundir.write_metrics(rows)
         rundir.save_checkpoint(
             {
                 **_weights(run),
@@ -235,10 +243,12 @@ def train(
                 "metrics": rows,
                 "best": best,
                 "elapsed": elapsed,
+                "resumes": resumes,
                 "rng": {"torch": torch.get_rng_state()},
-                "config": {**as_dict(cfg), "seed": seed, "scale": scale},
+                "config": stored,
             }
         )
+        rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
         tick = time.perf_counter()
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {
@@ -255,6 +265,9 @@ def train(
         "best": best,
         "wall_time_s": elapsed,
         "steps_per_s": cfg.steps / max(elapsed, 1e-9),
+        # each resume lost the time of the steps after the last checkpoint: wall_time_s counts
+        # only intervals that reached a checkpoint, so it understates a resumed run's time
+        "resumes": resumes,
     }
     rundir.write_json("summary.json", summary)
     return summary

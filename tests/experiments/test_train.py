@@ -18,7 +18,7 @@ from experiments.train import Diverged, train
 from methods.mixup import Mixup
 
 EMBEDDED = [n for n in configs.names() if n.endswith(("_digits", "_synthfaces"))]
-TIMING = {"wall_time_s", "steps_per_s"}
+TIMING = {"wall_time_s", "steps_per_s", "resumes"}  # how a run went, not what it computed
 
 
 def _rows(path: Path) -> list[dict]:
@@ -37,9 +37,9 @@ def test_smoke_run(name, tmp_path):
     cfg = smoke(configs.get(name))
     summary = train(cfg, seed=0, scale="smoke", root=tmp_path, progress=False)
     run = tmp_path / name / "seed0"
-    expected = ["ckpt.pt", "config.json", "metrics.csv", "summary.json"]
+    expected = [".lock", "ckpt.prev.pt", "ckpt.pt", "config.json", "metrics.csv", "summary.json"]
     if cfg.snapshots:
-        expected.insert(3, "snapshots")
+        expected.insert(5, "snapshots")
         assert [p.name for p in sorted((run / "snapshots").iterdir())] == [
             "step0000015.pt",
             "step0000030.pt",
@@ -92,7 +92,8 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     assert not (run / "summary.json").exists()
     assert max(int(r["step"]) for r in _rows(run / "metrics.csv")) == 20
     monkeypatch.setattr(Mixup, "train_step", original)
-    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    summary = train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    assert summary["resumes"] == 1  # its wall time lacks the lost steps 21-25, and says so
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
 
 
@@ -187,3 +188,79 @@ def test_restore_from_a_snapshot_gives_the_logged_numbers(tmp_path):
     assert error == logged["error"]
     with pytest.raises(FileNotFoundError, match="is not a run directory"):
         restore(tmp_path)
+
+
+def _cut_at(monkeypatch, step):
+    """Make Mixup's training stop at `step` (as a kill would); returns the undo."""
+    original = Mixup.train_step
+
+    def dies(self, batch):
+        if batch.step == step:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Mixup, "train_step", dies)
+    return lambda: monkeypatch.setattr(Mixup, "train_step", original)
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    undo = _cut_at(monkeypatch, 25)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    undo()
+    run = tmp_path / "cut/mixup_digits/seed0"
+    ckpt = run / "ckpt.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # torn latest checkpoint
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    err = capsys.readouterr().err
+    assert f"{ckpt} is unreadable" in err and "ckpt.prev.pt (step 10)" in err
+    assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_unreadable_checkpoints_stop_with_the_paths(tmp_path):
+    cfg = smoke(configs.get("mixup_digits"))
+    run = tmp_path / "mixup_digits/seed0"
+    train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    for name in ("ckpt.pt", "ckpt.prev.pt"):
+        (run / name).write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match=r"ckpt.pt is unreadable .*ckpt.prev.pt is unreadable"):
+        train(cfg, 0, "smoke", root=tmp_path, progress=False)
+
+
+def test_another_seeds_checkpoint_is_refused(tmp_path):
+    cfg = smoke(configs.get("mixup_digits"))
+    train(cfg, 1, "smoke", root=tmp_path, progress=False)
+    seed0 = tmp_path / "mixup_digits/seed0"
+    seed0.mkdir()
+    (seed0 / "ckpt.pt").write_bytes((tmp_path / "mixup_digits/seed1/ckpt.pt").read_bytes())
+    with pytest.raises(ConfigError, match=r"belongs to another run: seed=1 \(this run: 0\)"):
+        train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    assert not (seed0 / "summary.json").exists()
+
+
+def test_a_second_writer_is_stopped_with_the_holders_pid(tmp_path):
+    from experiments.rundir import RunDir, RunLocked
+
+    cfg = smoke(configs.get("mixup_digits"))
+    holder = RunDir.for_run("mixup_digits", 0, tmp_path).lock()
+    with holder, pytest.raises(RunLocked, match=rf"is in use by pid {os.getpid()} on host"):
+        train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    train(cfg, 0, "smoke", root=tmp_path, progress=False)  # free again
+
+
+def test_two_processes_on_one_run_directory(tmp_path):
+    """Started together, one trains and the other stops with a message; no torn files."""
+    env = {**os.environ, "RUNS_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "experiments", "mixup_digits", "--scale", "smoke", "--quiet"]
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) in ([0, 0], [0, 2])  # 0, 0: one finished first
+    for rc, err in results:
+        if rc == 2:
+            assert "is in use by pid" in err and "Traceback" not in err
+    run = tmp_path / "mixup_digits+smoke/seed0"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 30
+    assert not list(run.glob(".*.tmp"))
