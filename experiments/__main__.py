@@ -10,7 +10,7 @@ from . import configs
 from .config import ConfigError, apply_overrides, smoke
 from .rundir import run_name
 from .sources import DataError
-from .train import Diverged, train
+from .train import Diverged, Interrupted, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a run directory that cannot be written, a full disk, …
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except Diverged as err:
         print(f"\nerror: {err}", file=sys.stderr)
         return 1
+    except Interrupted as err:
+        again = " ".join(
+            [f"make exp NAME={args.name} SEED={args.seed}"]
+            + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
+            + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
+        )
+        where = f"step {err.kept}" if err.kept else "the start (no checkpoint yet)"
+        print(
+            f"\ninterrupted at step {err.step + 1}; {err.path} keeps its last checkpoint. "
+            f"`{again}` resumes from {where}.",
+            file=sys.stderr,
+        )
+        return 130
     print(json.dumps({k: summary[k] for k in ("run", "seed", "final", "wall_time_s")}, indent=2))
     return 0
 

@@ -281,7 +281,21 @@ def validate(cfg: Config) -> None:
     for ok, key, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
+    _check_device(cfg.device)
     cfg.method_config()
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: device={name} but no CUDA device is visible; use auto or cpu")
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:

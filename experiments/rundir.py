@@ -53,6 +53,9 @@ def run_name(name: str, overrides: list[str], scale: str = "full") -> str:
     """The directory name of a run: the experiment, then its command-line changes, so that
     `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run."""
     parts = [name, *sorted(o.replace("/", "_") for o in overrides)]
+    if len("+".join(parts).encode()) > 200:  # file systems allow 255 bytes a name
+        digest = hashlib.sha256("+".join(parts[1:]).encode()).hexdigest()[:16]
+        parts = [name, f"changes-{digest}"]  # config.json lists every setting
     if scale != "full":
         parts.append(scale)
     return "+".join(parts)
@@ -126,7 +129,13 @@ class RunDir:
         config = json.loads(json.dumps(config))  # as stored (tuples become lists)
         existing = self.file("config.json")
         if existing.is_file():
-            old = json.loads(existing.read_text())
+            try:
+                old = json.loads(existing.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ConfigError(
+                    f"{existing} is not a run's config ({err}); remove {self.path} to start "
+                    "this run again"
+                ) from None
             added = json.loads(
                 json.dumps({k: v for k, v in (defaults or {}).items() if k not in old})
             )

@@ -20,10 +20,10 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from methods import METHODS, Method
-from methods.base import ema_decay
+from methods.base import ema_decay, training_mode
 
 from . import sources
-from .config import Config, as_dict, config_defaults
+from .config import Config, ConfigError, as_dict, config_defaults
 from .data import BatchMaker, SSLData, make_splits, mix_seed
 from .evaluate import evaluate, primary_metric
 from .models import MODELS
@@ -32,6 +32,14 @@ from .rundir import RunDir
 
 class Diverged(RuntimeError):
     """The training loss stopped being finite; the run directory keeps the last checkpoint."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: where it stopped and which checkpoint a rerun resumes from."""
+
+    def __init__(self, step: int, kept: int, path: Path) -> None:
+        super().__init__(step, kept, path)
+        self.step, self.kept, self.path = step, kept, path
 
 
 @dataclass
@@ -65,6 +73,38 @@ def _ema_fn(decay: float):
     return avg
 
 
+def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.Module:
+    """The model for `src`'s inputs and outputs; bad arguments, or a model that cannot take
+    the dataset's inputs, are a ConfigError (checked with one forward pass in eval mode)."""
+    in_ch = src.train_x.shape[1]
+    kw = dict(cfg.model_kw)
+    if cfg.model in ("mlp", "linear"):
+        kw.setdefault("in_features", in_ch * src.train_x.shape[2] * src.train_x.shape[3])
+        kw.setdefault("num_outputs", src.num_outputs)
+    elif cfg.model != "tcdcn":
+        kw.setdefault("num_classes", src.num_outputs)
+        kw.setdefault("in_channels", in_ch)
+    try:
+        model = MODELS[cfg.model](**kw).to(device)
+    except TypeError as err:
+        raise ConfigError(f"model.*: {cfg.model} does not take {sorted(kw)}: {err}") from None
+    shape = tuple(src.train_x.shape[1:])
+    try:
+        with torch.no_grad(), training_mode(model, False):
+            out = model(src.train_x[:2].to(device).float() / 255)  # values do not matter here
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(
+            f"model: {cfg.model} cannot take {cfg.dataset} inputs of shape {shape} ({first})"
+        ) from None
+    if out.shape[1:] != (src.num_outputs,):
+        raise ConfigError(
+            f"model: {cfg.model} gives outputs of shape {tuple(out.shape[1:])}; {cfg.dataset} "
+            f"needs ({src.num_outputs},)"
+        )
+    return model
+
+
 def build(cfg: Config, seed: int, scale: str = "full") -> Run:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -81,15 +121,7 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
         (cfg.head_labeled, cfg.head_unlabeled),
     )
     torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
-    in_ch = src.train_x.shape[1]
-    kw = dict(cfg.model_kw)
-    if cfg.model in ("mlp", "linear"):
-        kw.setdefault("in_features", in_ch * src.train_x.shape[2] * src.train_x.shape[3])
-        kw.setdefault("num_outputs", src.num_outputs)
-    elif cfg.model != "tcdcn":
-        kw.setdefault("num_classes", src.num_outputs)
-        kw.setdefault("in_channels", in_ch)
-    model = MODELS[cfg.model](**kw).to(device)
+    model = _model(cfg, src, device)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
@@ -105,16 +137,19 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
     ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
     cls = METHODS[cfg.method]
     teacher = ema.module if ema is not None else None
-    method = cls(
-        cfg.method_config(),
-        model,
-        opt,
-        data.task,
-        teacher=teacher,
-        estimator=cfg.estimator,
-        estimator_kw=cfg.estimator_kw(),
-        teacher_decay=cfg.ema_decay,
-    )
+    try:
+        method = cls(
+            cfg.method_config(),
+            model,
+            opt,
+            data.task,
+            teacher=teacher,
+            estimator=cfg.estimator,
+            estimator_kw=cfg.estimator_kw(),
+            teacher_decay=cfg.ema_decay,
+        )
+    except (ValueError, TypeError) as err:  # the method refuses this setup
+        raise ConfigError(f"{cfg.name}: {err}") from None
     sizes = {
         "labeled": cfg.batch_size,
         "unlabeled": cfg.unlabeled_batch,
@@ -208,48 +243,51 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
         disable=not progress,
         unit="step",
     )
-    tick = time.perf_counter()
-    for step in bar:
-        torch.manual_seed(mix_seed(seed, step, 0))
-        logs = run.method.train_step(run.batches(step))
-        if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
-            _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
-        run.scheduler.step()
-        if run.ema is not None:
-            run.ema.update_parameters(run.model)
-        for k, v in logs.items():
-            running[k].append(v)
-        bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-        done = step + 1
-        if done % cfg.eval_every and done != cfg.steps:
-            continue
-        elapsed += time.perf_counter() - tick
-        rows += [(done, "train", k, sum(v) / len(v)) for k, v in sorted(running.items())]
-        rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
-        rows.append((done, "time", "wall_time_s", elapsed))
-        results = _evaluate_all(run, cfg)
-        rows += [(done, *name.split("/"), value) for name, value in results.items()]
-        if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
-            best = {"step": done, **results}
-        running.clear()
-        if cfg.snapshots:
-            rundir.save_snapshot(done, _weights(run))
-        rundir.save_checkpoint(
-            {
-                **_weights(run),
-                "optimizer": run.optimizer.state_dict(),
-                "scheduler": run.scheduler.state_dict(),
-                "step": done,
-                "metrics": rows,
-                "best": best,
-                "elapsed": elapsed,
-                "resumes": resumes,
-                "rng": {"torch": torch.get_rng_state()},
-                "config": stored,
-            }
-        )
-        rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
-        tick = time.perf_counter()
+    tick, step = time.perf_counter(), start
+    try:
+        for step in bar:
+            torch.manual_seed(mix_seed(seed, step, 0))
+            logs = run.method.train_step(run.batches(step))
+            if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
+                _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
+            run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
+            for k, v in logs.items():
+                running[k].append(v)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+            done = step + 1
+            if done % cfg.eval_every and done != cfg.steps:
+                continue
+            elapsed += time.perf_counter() - tick
+            rows += [(done, "train", k, sum(v) / len(v)) for k, v in sorted(running.items())]
+            rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
+            rows.append((done, "time", "wall_time_s", elapsed))
+            results = _evaluate_all(run, cfg)
+            rows += [(done, *name.split("/"), value) for name, value in results.items()]
+            if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
+                best = {"step": done, **results}
+            running.clear()
+            if cfg.snapshots:
+                rundir.save_snapshot(done, _weights(run))
+            rundir.save_checkpoint(
+                {
+                    **_weights(run),
+                    "optimizer": run.optimizer.state_dict(),
+                    "scheduler": run.scheduler.state_dict(),
+                    "step": done,
+                    "metrics": rows,
+                    "best": best,
+                    "elapsed": elapsed,
+                    "resumes": resumes,
+                    "rng": {"torch": torch.get_rng_state()},
+                    "config": stored,
+                }
+            )
+            rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
+            tick = time.perf_counter()
+    except KeyboardInterrupt:
+        raise Interrupted(step, rows[-1][0] if rows else 0, rundir.path) from None
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {
         "name": cfg.name,

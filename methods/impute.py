@@ -160,9 +160,7 @@ class Impute(MetaMethod):
         def inner(f, hp):
             return self.authors_inner(f(u), self.to_target(batch, hp["p"]))
 
-        problem = self.problem(
-            inner, self.holdout_loss(batch), lr_scale=self.cfg.inner_lr_scale, plain=True
-        )
+        problem = self.problem(inner, self.holdout_loss(batch), lr_scale=self.cfg.inner_lr_scale)
         with frozen_norm_stats(self.model):
             p = self.model(batch.u[0])  # ψ = the updated student
         g = self.hypergradient(problem, {"p": p.detach()})["p"]

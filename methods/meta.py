@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from bilevel import BilevelProblem, hypergradient
+from bilevel.estimators.analytic import check_one_layer
 from bilevel.problem import InnerLoss, OuterLoss
 
 from .base import Method, add_grads
@@ -16,9 +17,31 @@ from .base import Method, add_grads
 class MetaMethod(Method):
     """A method whose step needs a hypergradient. The virtual step is the real optimizer's
     (`BilevelProblem.from_optimizer`: its current lr, momentum, nesterov, weight decay and
-    momentum buffers), or with `plain=True` one plain SGD step θ − α∇L (no momentum, no weight
-    decay), as the Meta-Gradient and Learning-to-Impute authors' code takes it; the learning
-    rate is scaled by `lr_scale` where a paper says so."""
+    momentum buffers), or under `protocol=authors` one plain SGD step θ − α∇L (no momentum, no
+    weight decay), as the Meta-Gradient and Learning-to-Impute authors' code takes it; the
+    learning rate is scaled by `lr_scale` where a paper says so."""
+
+    def __init__(self, cfg, model, optimizer, *args, **kwargs):
+        super().__init__(cfg, model, optimizer, *args, **kwargs)
+        if not self.plain_virtual_step() and not isinstance(optimizer, torch.optim.SGD):
+            raise ValueError(
+                f"{self.name}'s virtual step is the real optimizer's, which must be SGD; got "
+                f"{type(optimizer).__name__}"
+                + (
+                    " (method.protocol=authors takes a plain SGD step)"
+                    if self.has_protocol()
+                    else ""
+                )
+            )
+        if self.estimator == "analytic":
+            check_one_layer(model)
+
+    def has_protocol(self) -> bool:
+        return hasattr(self.cfg, "protocol")
+
+    def plain_virtual_step(self) -> bool:
+        """The authors' protocol takes one plain SGD step; the toolkit's, the real optimizer's."""
+        return getattr(self.cfg, "protocol", "toolkit") == "authors"
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -29,10 +52,9 @@ class MetaMethod(Method):
         outer: OuterLoss,
         coupled: InnerLoss | None = None,
         lr_scale: float = 1.0,
-        plain: bool = False,
     ) -> BilevelProblem:
         lr = self.current_lr() * lr_scale
-        if plain:
+        if self.plain_virtual_step():
             return BilevelProblem(self.model, inner, outer, lr=lr, coupled_loss=coupled)
         return BilevelProblem.from_optimizer(
             self.model, self.optimizer, inner, outer, lr=lr, coupled_loss=coupled

@@ -56,7 +56,7 @@ class MetaGradient(MetaMethod, PLMixup):
             def outer(f):
                 return F.cross_entropy(f(batch.x), batch.y)
 
-            problem = self.problem(inner, outer, plain=self.cfg.protocol == "authors")
+            problem = self.problem(inner, outer)
             grad = self.hypergradient(problem, {"y": y_tilde})["y"]
         y_hat = renormalise(y_tilde - self.cfg.meta_scale * len(u) * grad)
         moved = (y_hat - y_tilde).abs().sum(1).mean().item()

@@ -31,7 +31,8 @@ from ..problem import BilevelProblem
 _PASSIVE = (nn.Sequential, nn.Flatten, nn.Identity)
 
 
-def _check_one_layer(model: nn.Module) -> None:
+def check_one_layer(model: nn.Module) -> None:
+    """Raise ValueError unless `model` is one nn.Linear (optionally after Flatten)."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     other = [type(m).__name__ for m in model.modules() if not isinstance(m, (nn.Linear, *_PASSIVE))]
     if len(linears) != 1 or other:
@@ -54,7 +55,7 @@ def analytic(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, T
         raise ValueError(
             f"analytic covers imputed targets (hparams[{loss.key!r}]) only; also got {extra}"
         )
-    _check_one_layer(problem.model)
+    check_one_layer(problem.model)
     with Evaluator(problem) as ev:
         w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)))
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """Config errors name the key; the CLI reports them without a traceback."""
 
 import pytest
+import torch
 
 from experiments import configs
 from experiments.__main__ import main
@@ -158,3 +159,98 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
     assert main(["impute_v1_digits", "--scale", "smoke", "holdout_batch=-3"]) == 2
     assert "holdout_batch must be >= 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fixmatch_digits", "model=tcdcn"], "model.*: tcdcn does not take ['hidden']"),
+        (["fixmatch_digits", "model.foo=1"], "model.*: mlp does not take"),
+        (["fixmatch_digits", "device=foo"], "device: unknown device 'foo'"),
+        (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
+        (["metasemi_digits", "optimizer=adam"], "virtual step is the real optimizer's"),
+        (["impute_v1_digits", "optimizer=adam"], "method.protocol=authors takes a plain SGD"),
+    ],
+)
+def test_setups_that_cannot_run_stop_before_the_run_directory(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    assert main([*args, "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_cuda_without_a_gpu_is_a_config_error():
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    with pytest.raises(ConfigError, match="device=cuda but no CUDA device is visible"):
+        apply_overrides(configs.get("fixmatch_digits"), ["device=cuda"])
+
+
+def test_adam_with_the_authors_protocol_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    args = ["impute_v1_digits", "optimizer=adam", "lr=0.002", "method.protocol=authors"]
+    assert main([*args, "--scale", "smoke", "--quiet"]) == 0
+
+
+def test_garbage_config_json_and_unwritable_runs_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
+    run = tmp_path / "runs/mixup_digits+smoke/seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{not json")
+    assert main(["mixup_digits", "--scale", "smoke", "--quiet"]) == 2
+    assert f"{run / 'config.json'} is not a run's config" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("RUNS_ROOT", str(blocker))
+    assert main(["mixup_digits", "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(blocker) in err and "Traceback" not in err
+
+
+def test_long_command_line_changes_get_a_short_directory_name(tmp_path, monkeypatch):
+    from experiments.rundir import run_name
+
+    long = ["method.threshold=0.9" + "0" * 300, "lr=0.05"]
+    name = run_name("fixmatch_digits", long, "smoke")
+    assert len(name.encode()) <= 255 and name.startswith("fixmatch_digits+changes-")
+    assert name == run_name("fixmatch_digits", long[::-1], "smoke")  # order does not matter
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    assert main(["fixmatch_digits", *long, "--scale", "smoke", "--quiet", "steps=2"]) == 0
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    from methods.mixup import Mixup
+
+    original = Mixup.train_step
+
+    def ctrl_c_at_20(self, batch):
+        if batch.step == 20:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    monkeypatch.setattr(Mixup, "train_step", ctrl_c_at_20)
+    assert main(["mixup_digits", "--scale", "smoke", "--quiet", "lr=0.04"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at step 21" in err and "Traceback" not in err
+    assert (
+        '`make exp NAME=mixup_digits SEED=0 SCALE=smoke ARGS="lr=0.04"` resumes from step 15' in err
+    )
+
+
+def test_a_model_that_cannot_take_the_datasets_inputs_is_named():
+    from dataclasses import replace
+
+    from experiments import sources
+    from experiments.train import _model
+
+    cfg = replace(configs.get("fixmatch_digits"), model="tcdcn", model_kw={})
+    src = sources.load("digits", size="smoke")
+    with pytest.raises(
+        ConfigError, match=r"model: tcdcn cannot take digits inputs of shape \(1, 8, 8\)"
+    ):
+        _model(cfg, src, torch.device("cpu"))
