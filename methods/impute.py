@@ -117,12 +117,17 @@ class Impute(MetaMethod):
         """g = ∂C^H/∂z without changing the model, and logs."""
         problem = self.inner_problem(batch, z)
         g = self.hypergradient(problem, {"z": z})["z"]
+        return g, self.meta_logs(batch, problem, "z", z, self.updated(z, g), g)
+
+    def meta_logs(self, batch, problem, key, before, after, g) -> dict[str, float]:
+        """‖g‖ and, every `log_every` steps, C^H after the virtual step with the targets
+        before and after the update (paper Fig. 2)."""
         logs = {"meta_grad_norm": g.norm().item()}
         if batch.step % self.cfg.log_every == 0:
             with Evaluator(problem) as ev:
-                for tag, target in (("before", z), ("after", self.updated(z, g))):
-                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({"z": target})).item()
-        return g, logs
+                for tag, value in (("before", before), ("after", after)):
+                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({key: value})).item()
+        return logs
 
     def updated(self, z: Tensor, g: Tensor) -> Tensor:
         z_hat = z - self.cfg.meta_lr * len(z) * g
@@ -164,9 +169,10 @@ class Impute(MetaMethod):
         with frozen_norm_stats(self.model):
             p = self.model(batch.u[0])  # ψ = the updated student
         g = self.hypergradient(problem, {"p": p.detach()})["p"]
-        logs = {"meta_grad_norm": g.norm().item()}
+        p_hat = p.detach() - self.cfg.meta_lr * g
+        logs = self.meta_logs(batch, problem, "p", p.detach(), p_hat, g)
         if self.cfg.variant == "v1":
-            target = self.to_target(batch, p.detach() - self.cfg.meta_lr * g)
+            target = self.to_target(batch, p_hat)
             out = self.model(u)
             loss = (out.softmax(1) if self.classes else out).sub(target).pow(2).mean()
             yield Step(loss, logs)  # (2) the imputation step
