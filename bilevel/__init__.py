@@ -7,7 +7,7 @@ grads = hypergradient(problem, hparams, estimator="forward")
 
 from .estimators import ESTIMATORS, EXACT, GENERAL
 from .functional import Evaluator, frozen_norm_stats
-from .hypergrad import hypergradient
+from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
 from .problem import BilevelProblem
 from .sgd import SGDConfig, sgd_step
@@ -19,6 +19,7 @@ __all__ = [
     "BilevelProblem",
     "Evaluator",
     "ImputedTargets",
+    "NonFiniteError",
     "SGDConfig",
     "frozen_norm_stats",
     "hypergradient",

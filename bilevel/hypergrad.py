@@ -11,6 +11,10 @@ from .estimators import ESTIMATORS, STEPS
 from .problem import BilevelProblem
 
 
+class NonFiniteError(ValueError):
+    """A hyperparameter with nan or inf values (in training: the model has diverged)."""
+
+
 def hypergradient(
     problem: BilevelProblem,
     hparams: dict[str, Tensor],
@@ -65,6 +69,6 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
                 f"hparams[{k!r}] must be a floating-point tensor, got {type(v).__name__}"
             )
         if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"hparams[{k!r}] has non-finite values (nan or inf)")
+            raise NonFiniteError(f"hparams[{k!r}] has non-finite values (nan or inf)")
         leaves[k] = v.detach().requires_grad_(True)
     return leaves

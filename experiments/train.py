@@ -19,6 +19,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from bilevel import NonFiniteError
 from methods import METHODS, Method
 from methods.base import ema_decay, training_mode
 
@@ -188,13 +189,17 @@ def load_weights(run: Run, state: dict[str, Any]) -> None:
 
 
 def _diverged(cfg: Config, seed: int, rundir: RunDir, step: int, logs: dict, kept: int):
-    """Raise `Diverged`; `kept` is the step of the checkpoint on disk (0: none yet)."""
-    terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+    """Raise `Diverged` for non-finite training `logs` (or a NonFiniteError's message as
+    `logs["error"]`); `kept` is the step of the checkpoint on disk (0: none yet)."""
+    if "error" in logs:
+        what = f"a meta step met non-finite values at step {step + 1} ({logs['error']})"
+    else:
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+        what = f"the training loss is not finite at step {step + 1} ({terms})"
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
-    losses = ", ".join(f"{k}={v}" for k, v in logs.items() if k.startswith("loss"))
     raise Diverged(
-        f"{cfg.name} seed {seed}: the training loss is not finite ({losses}) at step {step + 1} "
-        f"({terms}). Stopped; {rundir.path} keeps its config and {kept_at}. The same command "
+        f"{cfg.name} seed {seed}: {what}. "
+        f"Stopped; {rundir.path} keeps its config and {kept_at}. The same command "
         "starts from there and diverges again unless a setting changes: try a lower lr, or for "
         "a meta method a smaller method.meta_lr or method.inner_lr_scale."
     )
@@ -247,7 +252,10 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
     try:
         for step in bar:
             torch.manual_seed(mix_seed(seed, step, 0))
-            logs = run.method.train_step(run.batches(step))
+            try:
+                logs = run.method.train_step(run.batches(step))
+            except NonFiniteError as err:  # the model diverged inside the iteration
+                _diverged(cfg, seed, rundir, step, {"error": str(err)}, rows[-1][0] if rows else 0)
             if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
                 _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
             run.scheduler.step()

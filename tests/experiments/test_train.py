@@ -107,7 +107,7 @@ def test_a_run_whose_loss_turns_nan_stops_and_keeps_its_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(Mixup, "train_step", nan_from_25)
     run = tmp_path / "mixup_digits/seed0"
-    pattern = r"not finite \(.*loss_2=nan\) at step 26 .*last checkpoint \(step 20\)"
+    pattern = r"not finite at step 26 \(.*loss_2=nan.*\)\. .*last checkpoint \(step 20\)"
     with pytest.raises(Diverged, match=pattern):
         train(cfg, 0, "smoke", root=tmp_path, progress=False)
     assert not (run / "summary.json").exists()
@@ -121,6 +121,17 @@ def test_make_exp_reports_a_diverged_run_without_a_traceback(tmp_path, monkeypat
     assert rc == 1
     assert "error: pseudo_label_digits seed 0: the training loss is" in err
     assert "no checkpoint" in err and "try a lower lr" in err and "Traceback" not in err
+
+
+def test_a_meta_step_on_a_diverged_model_stops_the_run(tmp_path, monkeypatch, capsys):
+    """Non-finite imputed targets (the model diverged in the iteration's first step) stop the
+    run with the divergence message, not a traceback from the hypergradient."""
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    args = ["impute_v1_digits", "method.protocol=authors", "lr=1e30"]
+    rc = exp_main([*args, "--scale", "smoke", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "a meta step met non-finite values at step 1 (hparams['p'] has non-finite" in err
 
 
 def test_killed_process_resumes(tmp_path):
