@@ -92,7 +92,7 @@ def check_parser(description: str) -> argparse.ArgumentParser:
 
 
 def table(frame: pd.DataFrame) -> pd.DataFrame:
-    """mean ± std over seeds per run (in the order of first appearance)."""
+    """mean ± std over seeds per run (in the order of first appearance); one seed: its value."""
     order = list(dict.fromkeys(frame.run))
     grouped = frame.groupby("run", sort=False)
     out = pd.DataFrame(
@@ -104,7 +104,10 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
             "steps_per_s": grouped.steps_per_s.mean(),
         }
     ).loc[order]
-    out["result"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(out["mean"], out["std"], strict=True)]
+    out["result"] = [
+        f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"
+        for m, s, n in zip(out["mean"], out["std"], out["seeds"], strict=True)
+    ]
     return out.reset_index()
 
 

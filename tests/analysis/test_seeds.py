@@ -38,3 +38,14 @@ def test_table_of_one_seed_has_zero_std():
         ]
     )
     assert table(frame).iloc[0]["std"] == 0.0
+
+
+def test_one_seed_shows_its_value_without_a_spread():
+    import pandas as pd
+
+    from analysis.seeds import table
+
+    frame = pd.DataFrame(
+        [{"run": "a", "seed": 0, "metric": "test/nme", "value": 11.38, "steps_per_s": 1.0}]
+    )
+    assert table(frame).loc[0, "result"] == "11.38"
