@@ -31,10 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = apply_overrides(cfg, args.overrides)
         run_id = run_name(args.name, args.overrides, args.scale)
         summary = train(cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id)
-    except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a run directory that cannot be written, a full disk, …
+    except (ConfigError, DataError, OSError) as err:  # OSError: an unwritable run directory, …
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Diverged as err:

@@ -79,6 +79,12 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
+def _torch_bytes(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(_write_temp(path, data), path)
 
@@ -160,16 +166,12 @@ class RunDir:
         _atomic_write(self.file("metrics.csv"), buf.getvalue().encode())
 
     def _save_torch(self, name: str, state: dict[str, Any]) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        _atomic_write(self.file(name), buf.getvalue())
+        _atomic_write(self.file(name), _torch_bytes(state))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write and verify the new checkpoint, then keep the old one as ckpt.prev.pt."""
-        buf = io.BytesIO()
-        torch.save(state, buf)
         path = self.file("ckpt.pt")
-        tmp = _write_temp(path, buf.getvalue())
+        tmp = _write_temp(path, _torch_bytes(state))
         if path.is_file():
             os.replace(path, self.file("ckpt.prev.pt"))
         os.replace(tmp, path)

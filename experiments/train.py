@@ -188,14 +188,13 @@ def load_weights(run: Run, state: dict[str, Any]) -> None:
     run.method.load_state_dict(state["method"])
 
 
-def _diverged(cfg: Config, seed: int, rundir: RunDir, step: int, logs: dict, kept: int):
-    """Raise `Diverged` for non-finite training `logs` (or a NonFiniteError's message as
-    `logs["error"]`); `kept` is the step of the checkpoint on disk (0: none yet)."""
-    if "error" in logs:
-        what = f"a meta step met non-finite values at step {step + 1} ({logs['error']})"
-    else:
-        terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
-        what = f"the training loss is not finite at step {step + 1} ({terms})"
+def _checkpoint_step(rows: list) -> int:
+    """The step of the checkpoint on disk: the last evaluated step (0: none yet)."""
+    return rows[-1][0] if rows else 0
+
+
+def _diverged(cfg: Config, seed: int, rundir: RunDir, what: str, kept: int):
+    """Raise `Diverged` saying `what` went wrong; `kept` is the checkpoint's step (0: none)."""
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
     raise Diverged(
         f"{cfg.name} seed {seed}: {what}. "
@@ -255,9 +254,12 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
             try:
                 logs = run.method.train_step(run.batches(step))
             except NonFiniteError as err:  # the model diverged inside the iteration
-                _diverged(cfg, seed, rundir, step, {"error": str(err)}, rows[-1][0] if rows else 0)
+                what = f"a meta step met non-finite values at step {step + 1} ({err})"
+                _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))
             if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
-                _diverged(cfg, seed, rundir, step, logs, rows[-1][0] if rows else 0)
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+                what = f"the training loss is not finite at step {step + 1} ({terms})"
+                _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))
             run.scheduler.step()
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
@@ -295,7 +297,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
             rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             tick = time.perf_counter()
     except KeyboardInterrupt:
-        raise Interrupted(step, rows[-1][0] if rows else 0, rundir.path) from None
+        raise Interrupted(step, _checkpoint_step(rows), rundir.path) from None
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {
         "name": cfg.name,

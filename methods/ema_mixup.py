@@ -54,13 +54,18 @@ class EmaMixup(Method):
     def beta(self) -> float:
         return float(torch.distributions.Beta(self.cfg.beta, self.cfg.beta).sample())
 
-    def mixed(self, batch: Batch) -> Mixed:
-        """X̃ (Eq. 12) and Ũ (Eq. 13) with their targets."""
+    def mixed(
+        self, batch: Batch, pseudo: Tensor | None = None, keep: Tensor | None = None
+    ) -> Mixed:
+        """X̃ (Eq. 12) and Ũ (Eq. 13) with their targets; `pseudo` (default: the teacher's
+        predictions) and, with `keep`, only the unlabeled samples it marks in W."""
         u = batch.u[0]
-        pseudo = self.predict(self.teacher, u)
+        pseudo = self.predict(self.teacher, u) if pseudo is None else pseudo
         y_x = one_hot(batch.y, pseudo.shape[1], pseudo)
         x_mix, x_t = mixup(batch.x, y_x, self.beta())
-        u_mix, u_t = mixup(torch.cat([batch.x, u]), torch.cat([y_x, pseudo]), self.beta())
+        kept = slice(None) if keep is None else keep.bool()
+        w_x, w_y = torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]])
+        u_mix, u_t = mixup(w_x, w_y, self.beta())
         return Mixed(x_mix, x_t, u_mix, u_t, pseudo)
 
     def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .base import Batch
-from .ema_mixup import EmaMixup, EmaMixupConfig, Mixed, mixup
+from .ema_mixup import EmaMixup, EmaMixupConfig, Mixed
 from .meta import MetaMethod
 from .task import one_hot, soft_cross_entropy
 
@@ -69,11 +69,7 @@ class MetaSemi(MetaMethod, EmaMixup):
             right = pseudo.argmax(1) == batch.u_true
             logs["kept_correct"] = (keep.bool() & right).sum().item()
             logs["kept_wrong"] = (keep.bool() & ~right).sum().item()
-        x_mix, x_t = mixup(batch.x, y_x, self.beta())
-        kept = keep.bool()
-        u_mix, u_t = mixup(
-            torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]]), self.beta()
-        )
-        sup = soft_cross_entropy(self.model(x_mix), x_t).mean()
-        meta = soft_cross_entropy(self.model(u_mix), u_t).mean()
+        mixed = self.mixed(batch, pseudo, keep)
+        sup = soft_cross_entropy(self.model(mixed.x), mixed.x_targets).mean()
+        meta = soft_cross_entropy(self.model(mixed.u), mixed.u_targets).mean()
         return sup + meta, {"sup": sup.item(), "meta": meta.item(), **logs}
