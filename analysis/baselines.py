@@ -8,6 +8,10 @@ Writes results/baselines.csv and results/baselines.md.
 
 from __future__ import annotations
 
+import sys
+
+from experiments.cli import run_cli
+
 from .output import save_csv_md
 from .seeds import Spec, check_parser, collect_groups, table
 
@@ -37,4 +41,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

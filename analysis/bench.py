@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 
 from bilevel import GENERAL
 from experiments import configs
+from experiments.cli import run_cli
 from experiments.config import apply_overrides
 from experiments.train import build
 
@@ -127,4 +129,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

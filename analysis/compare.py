@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from bilevel import Evaluator, hypergradient, per_sample_loss
 from bilevel.examples import BUILDERS, Batch
+from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
 
 from .measure import fast_allocator, median_ms, peak_mb
@@ -261,4 +263,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -9,6 +9,7 @@ Writes results/demo/methods.{csv,md,png} and results/demo/estimators.{csv,md,png
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from experiments import configs
+from experiments.cli import run_cli
 
 from . import compare
 from .seeds import Spec, collect
@@ -109,4 +111,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

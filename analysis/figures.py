@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.cli import run_cli
+
 from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
 from .context import Context, Need
 from .seeds import command, seed_list
@@ -142,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -11,9 +11,12 @@ reused. Writes results/meta_check.csv and results/meta_check.md.
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from experiments import configs
+from experiments.cli import run_cli
 
 from .output import save_csv_md
 from .seeds import Spec, check_parser, collect_groups, table
@@ -84,4 +87,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

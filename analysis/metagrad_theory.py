@@ -24,6 +24,7 @@ Theorem 2: min_{t≤T} ‖∇G(θ_t)‖² ≤ C/√T; the labeled inputs join th
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 from bilevel import BilevelProblem, hypergradient
+from experiments.cli import run_cli
 from experiments.data import make_splits
 from experiments.models import mlp
 from experiments.sources import load_digits
@@ -292,4 +294,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
+from experiments.cli import run_cli
+
 from .figures import all_needs, build_all, parse, report_missing
 from .seeds import ensure_run
 
@@ -33,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

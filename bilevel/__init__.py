@@ -5,7 +5,7 @@ problem = BilevelProblem(model, inner_loss, outer_loss, lr=0.1, steps=1)
 grads = hypergradient(problem, hparams, estimator="forward")
 """
 
-from .estimators import ESTIMATORS, EXACT, GENERAL
+from .estimators import ESTIMATORS, EXACT, GENERAL, check_options, options_of
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
@@ -21,8 +21,10 @@ __all__ = [
     "ImputedTargets",
     "NonFiniteError",
     "SGDConfig",
+    "check_options",
     "frozen_norm_stats",
     "hypergradient",
+    "options_of",
     "per_sample_loss",
     "sgd_step",
 ]

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import inspect
+import copy
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor
 
-from .estimators import ESTIMATORS, STEPS
-from .problem import BilevelProblem
+from .estimators import ESTIMATORS, STEPS, check_options
+from .losses import ImputedTargets
+from .problem import BilevelProblem, InnerLoss
 
 
 class NonFiniteError(ValueError):
-    """A hyperparameter with nan or inf values (in training: the model has diverged)."""
+    """A hyperparameter or hypergradient with nan or inf values (in training: the model has
+    diverged)."""
 
 
 def hypergradient(
     problem: BilevelProblem,
     hparams: dict[str, Tensor],
     estimator: str = "func",
+    *,
+    allow_unused: bool = False,
     **options,
 ) -> dict[str, Tensor]:
     """dG(θ_K(λ))/dλ for λ = `hparams`, by the named estimator (see `bilevel.ESTIMATORS`).
@@ -26,27 +31,32 @@ def hypergradient(
     Returns detached gradients, one per key of `hparams`, each shaped like its tensor. The
     model's parameters, buffers and the global random state are the same after the call as
     before. `options` go to the estimator (e.g. `r=` for `fd`, `method=` for `implicit`).
+
+    Refused with an error naming the key: an hparam with nan/inf values, a non-finite result
+    (`NonFiniteError`; the losses or the model give nan/inf), and a key the inner loss never
+    reads (its hypergradient would be a silent 0) unless `allow_unused=True`. Inputs and
+    result are checked for finiteness together, with one host synchronisation after the
+    computation.
     """
     fn = ESTIMATORS.get(estimator)
     if fn is None:
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
-    _check_options(estimator, fn, options)
+    check_options(estimator, options)
     _check_steps(estimator, problem.steps)
     leaves = _as_leaves(hparams)
-    grads = fn(problem, leaves, **options)
-    return {k: grads[k].detach() for k in hparams}
-
-
-def _check_options(name: str, fn, options: dict) -> None:
-    allowed = [
-        p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
-        raise TypeError(f"estimator {name!r} has no option(s) {unknown}; its options: {valid}")
+    used: set[str] = set()
+    grads = fn(_recording(problem, used), leaves, **options)
+    out = {k: grads[k].detach() for k in hparams}
+    _check_finite(leaves, out)
+    unused = [k for k in hparams if k not in used]
+    if unused and not allow_unused:
+        raise ValueError(
+            f"hparams key(s) {unused} are never read by the inner loss, so their "
+            "hypergradient is 0; remove them, or pass allow_unused=True to accept that"
+        )
+    return out
 
 
 def _check_steps(name: str, steps: int) -> None:
@@ -68,7 +78,69 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
             raise TypeError(
                 f"hparams[{k!r}] must be a floating-point tensor, got {type(v).__name__}"
             )
-        if not bool(torch.isfinite(v).all()):
-            raise NonFiniteError(f"hparams[{k!r}] has non-finite values (nan or inf)")
         leaves[k] = v.detach().requires_grad_(True)
     return leaves
+
+
+def _check_finite(hparams: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+    """Raise NonFiniteError naming the first non-finite hparam, else the first non-finite
+    gradient (one host synchronisation)."""
+    tensors = [*hparams.values(), *grads.values()]
+    finite = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).cpu()
+    if bool(finite.all()):
+        return
+    names = [*(f"hparams[{k!r}]" for k in hparams), *(f"the hypergradient of {k!r}" for k in grads)]
+    first = names[int((~finite).nonzero()[0])]
+    why = "" if first.startswith("hparams") else " (the losses or the model give nan or inf)"
+    raise NonFiniteError(f"{first} has non-finite values (nan or inf){why}")
+
+
+# -- which λ keys the inner loss reads ----------------------------------------------------------
+class _KeyRecorder(dict):
+    """`hparams` as the losses see it (a dict, for `functional_call` and friends), noting each
+    key read; iterating, `items()`, `values()` or copying read every key."""
+
+    def __init__(self, data: Mapping[str, Tensor], used: set[str]) -> None:
+        super().__init__(data)
+        self._used = used
+
+    def __getitem__(self, key: str) -> Tensor:
+        self._used.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default=None):
+        if key in self:
+            self._used.add(key)
+        return super().get(key, default)
+
+    def __iter__(self) -> Iterator[str]:  # also makes dict(x) and {**x} go through here
+        self._used.update(super().keys())
+        return super().__iter__()
+
+    def keys(self):
+        self._used.update(super().keys())
+        return super().keys()
+
+    def items(self):
+        self._used.update(super().keys())
+        return super().items()
+
+    def values(self):
+        self._used.update(super().keys())
+        return super().values()
+
+
+def _record(loss: InnerLoss, used: set[str]) -> InnerLoss:
+    if isinstance(loss, ImputedTargets):  # reads hparams[loss.key]; `analytic` needs the object
+        used.add(loss.key)
+        return loss
+    return lambda f, hparams: loss(f, _KeyRecorder(hparams, used))
+
+
+def _recording(problem: BilevelProblem, used: set[str]) -> BilevelProblem:
+    """A shallow copy of `problem` whose λ-dependent losses note the keys they read in `used`."""
+    out = copy.copy(problem)
+    out.inner_loss = _record(problem.inner_loss, used)
+    if problem.coupled_loss is not None:
+        out.coupled_loss = _record(problem.coupled_loss, used)
+    return out

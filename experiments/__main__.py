@@ -7,10 +7,10 @@ import json
 import sys
 
 from . import configs
-from .config import ConfigError, apply_overrides, smoke
+from .cli import run_cli
+from .config import apply_overrides, smoke
 from .rundir import run_name
-from .sources import DataError
-from .train import Diverged, Interrupted, train
+from .train import train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,31 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.list or not args.name:
         print("experiments:\n  " + "\n  ".join(configs.names()))
         return 0 if args.list else 2
-    try:
-        cfg = configs.get(args.name)
-        cfg = smoke(cfg) if args.scale == "smoke" else cfg
-        cfg = apply_overrides(cfg, args.overrides)
-        run_id = run_name(args.name, args.overrides, args.scale)
-        summary = train(cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id)
-    except (ConfigError, DataError, OSError) as err:  # OSError: an unwritable run directory, …
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Diverged as err:
-        print(f"\nerror: {err}", file=sys.stderr)
-        return 1
-    except Interrupted as err:
-        again = " ".join(
-            [f"make exp NAME={args.name} SEED={args.seed}"]
-            + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
-            + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
-        )
-        where = f"step {err.kept}" if err.kept else "the start (no checkpoint yet)"
-        print(
-            f"\ninterrupted at step {err.step + 1}; {err.path} keeps its last checkpoint. "
-            f"`{again}` resumes from {where}.",
-            file=sys.stderr,
-        )
-        return 130
+    again = " ".join(
+        [f"make exp NAME={args.name} SEED={args.seed}"]
+        + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
+        + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
+    )
+    return run_cli(lambda: _run(args), f"`{again}`")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = configs.get(args.name)
+    cfg = smoke(cfg) if args.scale == "smoke" else cfg
+    cfg = apply_overrides(cfg, args.overrides)
+    run_id = run_name(args.name, args.overrides, args.scale)
+    summary = train(cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id)
     print(json.dumps({k: summary[k] for k in ("run", "seed", "final", "wall_time_s")}, indent=2))
     return 0
 

@@ -91,22 +91,16 @@ _NOT_FLAT = ("name", "model_kw", "method_kw", "estimator_options")
 
 
 def _estimator_option(key: str, name: str, option: str) -> Any:
-    """The default of an estimator's keyword option (its type types the value)."""
-    import inspect
-
-    from bilevel import ESTIMATORS
+    """The default of an estimator's keyword option (it types the value)."""
+    from bilevel import ESTIMATORS, options_of
 
     if name not in ESTIMATORS:
         raise ConfigError(f"{key}: unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
-    params = {
-        p.name: p.default
-        for p in inspect.signature(ESTIMATORS[name]).parameters.values()
-        if p.kind is p.KEYWORD_ONLY
-    }
-    if option not in params:
-        valid = ", ".join(params) or "none"
+    defaults = options_of(name)
+    if option not in defaults:
+        valid = ", ".join(defaults) or "none"
         raise ConfigError(f"unknown key {key!r} (options of {name!r}: {valid})")
-    return params[option]
+    return defaults[option]
 
 
 def _parse(key: str, text: str, kind: Any) -> Any:
@@ -168,7 +162,7 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
             name, _, opt = key.removeprefix("estimator.").partition(".")
             default = _estimator_option(key, name, opt)
             options = {k: dict(v) for k, v in estimator_options.items()}
-            options.setdefault(name, {})[opt] = _parse(key, text, type(default))
+            options.setdefault(name, {})[opt] = _parse_literal(key, text, default)
             estimator_options = options
         elif key.startswith("model."):
             sub = key.removeprefix("model.")
@@ -176,9 +170,10 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
         elif key in _TOP and key not in _NOT_FLAT:
             changes[key] = _parse(key, text, hints[key])
         else:
-            valid = sorted(k for k in _TOP if k not in ("name", "model_kw", "method_kw"))
+            valid = sorted(k for k in _TOP if k not in _NOT_FLAT)
             raise ConfigError(
-                f"unknown key {key!r}; valid keys: {', '.join(valid)}, method.<name>, model.<name>"
+                f"unknown key {key!r}; valid keys: {', '.join(valid)}, method.<name>, "
+                "model.<name>, estimator.<estimator>.<option>"
             )
     out = replace(
         cfg, **changes, method_kw=method_kw, model_kw=model_kw, estimator_options=estimator_options
@@ -282,7 +277,21 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(f"{key}: {message}")
     _check_device(cfg.device)
+    _check_estimator_options(cfg.estimator_options)
     cfg.method_config()
+
+
+def _check_estimator_options(options: dict[str, dict[str, Any]]) -> None:
+    """Every estimator's options (also of estimators not selected: a typo is still a typo)."""
+    from bilevel import check_options
+
+    for name, opts in options.items():
+        for option, value in (opts or {None: None}).items():
+            try:
+                check_options(name, {} if option is None else {option: value})
+            except (TypeError, ValueError) as err:
+                key = ".".join(["estimator", name, *([option] if option else [])])
+                raise ConfigError(f"{key}: {err}") from None
 
 
 def _check_device(name: str) -> None:

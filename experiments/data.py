@@ -8,6 +8,7 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,12 @@ from methods import Batch
 from methods.task import LandmarkTask, Task
 
 from . import augment
+from .config import ConfigError
 from .sources import Source
+
+# the landmark targets are standardised by the labeled set's mean and std per coordinate;
+# fewer faces give a std near zero and standardised targets in the thousands
+MIN_LANDMARK_LABELS = 10
 
 
 @dataclass
@@ -57,15 +63,20 @@ def _generator(*values: int) -> torch.Generator:
     return torch.Generator().manual_seed(mix_seed(*values))
 
 
-def _balanced(labels: Tensor, per_class: int, g: torch.Generator) -> Tensor:
+def _balanced(labels: Tensor, num_labels: int, classes: int, g: torch.Generator) -> Tensor:
+    """`num_labels` indices, the same number per class."""
+    counts = torch.bincount(labels, minlength=classes)
+    most = classes * int(counts.min())
+    if num_labels <= 0 or num_labels % classes or num_labels > most:
+        raise ConfigError(
+            f"num_labels: must be a positive multiple of {classes} (labels per class x "
+            f"{classes} classes) of at most {most} ({int(counts.min())} per class is what the "
+            f"smallest class holds outside the validation set), got {num_labels}"
+        )
     chosen = []
-    for c in labels.unique():
+    for c in range(classes):
         idx = (labels == c).nonzero().flatten()
-        if len(idx) < per_class:
-            raise ValueError(
-                f"class {int(c)} has {len(idx)} samples, fewer than {per_class} needed"
-            )
-        chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[: num_labels // classes]])
     return torch.cat(chosen).sort().values
 
 
@@ -86,8 +97,8 @@ def _imbalanced(labels: Tensor, heads: tuple[int, int], ratio: float, g: torch.G
     ):
         idx = (labels == c).nonzero().flatten()
         if len(idx) < n_l + n_u:
-            raise ValueError(
-                f"imbalanced split: class {c} has {len(idx)} samples, fewer than the "
+            raise ConfigError(
+                f"head_labeled: imbalanced split: class {c} has {len(idx)} samples, fewer than the "
                 f"{n_l} labeled + {n_u} unlabeled needed (lower head_labeled/head_unlabeled)"
             )
         idx = idx[torch.randperm(len(idx), generator=g)]
@@ -114,6 +125,11 @@ def make_splits(
     n = len(src.train_x)
     train_y = src.train_y
     unl_local = None
+    if val_size >= n:
+        raise ConfigError(
+            f"val_size: {src.name} has {n} training samples; val_size={val_size} leaves none "
+            f"to train on (at most {n - 1})"
+        )
     if src.task == "classification" and imbalance > 0:
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
@@ -121,16 +137,19 @@ def make_splits(
     elif src.task == "classification":
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
-        classes = src.num_outputs
-        if num_labels <= 0 or num_labels % classes:
-            raise ValueError(
-                f"num_labels must be a positive multiple of {classes}, got {num_labels}"
-            )
-        lab_local = _balanced(train_y[rest], num_labels // classes, _generator(seed, 2))
+        lab_local = _balanced(train_y[rest], num_labels, src.num_outputs, _generator(seed, 2))
     else:
         n_val = round(src.val_last_fraction * n) if val_size == 0 else val_size
         val_idx, rest = torch.arange(n - n_val, n), torch.arange(n - n_val)
-        n_lab = max(2, round(label_fraction * len(rest)))
+        n_lab = round(label_fraction * len(rest))
+        if n_lab < MIN_LANDMARK_LABELS:
+            need = math.ceil((MIN_LANDMARK_LABELS - 0.5) / len(rest) * 1e4) / 1e4
+            raise ConfigError(
+                f"label_fraction: {label_fraction} of the {len(rest)} training faces of "
+                f"{src.name} is {n_lab} labeled faces; the landmark targets are standardised "
+                f"with the labeled set's mean and std, which needs at least "
+                f"{MIN_LANDMARK_LABELS}: set label_fraction >= {need}"
+            )
         lab_local = torch.randperm(len(rest), generator=_generator(seed, 2))[:n_lab].sort().values
     lab_mask = torch.zeros(len(rest), dtype=torch.bool)
     lab_mask[lab_local] = True
@@ -140,6 +159,11 @@ def make_splits(
     val = full.take(val_idx)
     held = None
     if holdout == "separate":
+        if len(val) < 2:
+            raise ConfigError(
+                f"holdout: holdout=separate takes the hold-out split from the validation set, "
+                f"which has {len(val)} samples; set val_size >= 2"
+            )
         take = min(len(labeled), len(val) // 2)
         perm = torch.randperm(len(val), generator=_generator(seed, 3))
         held, val = val.take(perm[:take]), val.take(perm[take:])

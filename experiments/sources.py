@@ -8,6 +8,7 @@ expected, how to get the data and, for a bad annotation line, the file and line 
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -145,13 +146,22 @@ def load_torchvision(name: str, root: str | Path | None = None, download: bool =
         else [{"train": True}, {"train": False}]
     )
     sets = []
+    listing = "\n".join(f"  {where / folder / f}" for f in files)
     for kw in kwargs:
         try:
             sets.append(
                 (_present(cls) if not download else cls)(str(where), download=download, **kw)
             )
+        except OSError as err:  # urllib's URLError included: no internet
+            if not download:
+                raise
+            raise DataError(
+                f"{name}: download=true could not fetch it into {where} ({err}). Without "
+                f"internet, put torchvision's files there:\n{listing}"
+            ) from None
+        except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError) as err:
+            raise DataError(_corrupt(cls, where / folder, err)) from None
         except RuntimeError as err:
-            listing = "\n".join(f"  {where / folder / f}" for f in files)
             raise _missing(
                 name,
                 where,
@@ -172,6 +182,31 @@ def load_torchvision(name: str, root: str | Path | None = None, download: bool =
     return Source(name, "classification", *out, classes, max_shift=4, flip=name != "svhn")
 
 
+def _corrupt(cls, folder: Path, err: Exception) -> str:
+    """Name the torchvision file that does not read as its format (`err`: what failed)."""
+    if cls is torchvision.datasets.SVHN:
+        checks = [(folder / f"{s}_32x32.mat", ("X", "y")) for s in ("train", "test")]
+    else:
+        label = "fine_labels" if cls is torchvision.datasets.CIFAR100 else "labels"
+        checks = [(folder / f, ("data", label)) for f, _ in cls.train_list + cls.test_list]
+        checks.append((folder / cls.meta["filename"], (cls.meta["key"],)))
+    for path, keys in checks:
+        try:
+            if path.suffix == ".mat":
+                content = loadmat(str(path))
+            else:
+                with open(path, "rb") as fh:
+                    content = pickle.load(fh, encoding="latin1")
+            missing = [k for k in keys if k not in content]
+        except Exception as bad:
+            return f"{path}: not a readable {cls.__name__} file ({type(bad).__name__}: {bad})"
+        if missing:
+            return f"{path}: {cls.__name__} file without the key(s) {missing}"
+    return (
+        f"{folder}: the {cls.__name__} files do not read as expected ({type(err).__name__}: {err})"
+    )
+
+
 # -- AFLW (release format) and MTFL --------------------------------------------------------------
 AFLW_LAYOUT = """\
   <root>/aflw_train_images.txt    one image path per line, relative to <root>/output/
@@ -180,6 +215,13 @@ AFLW_LAYOUT = """\
                                    'hw': N×2 image (height, width)
   <root>/aflw_test_keypoints.mat
   <root>/output/…                  the images"""
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the annotation list ({err})") from None
 
 
 def _read_gray(path: Path, where: str) -> Tensor:
@@ -210,7 +252,7 @@ def _aflw_split(root: Path, split: str) -> tuple[Tensor, Tensor]:
                 "the synthetic stand-in with `python -m experiments.synthfaces <root>`. "
                 "`make exp NAME=impute_v2_synthfaces` runs the same pipeline on embedded data.",
             )
-    names = [ln.strip() for ln in listing.read_text().splitlines()]
+    names = [ln.strip() for ln in _read_text(listing).splitlines()]
     try:
         content = loadmat(str(mat))
         gt, hw = (
@@ -228,6 +270,11 @@ def _aflw_split(root: Path, split: str) -> tuple[Tensor, Tensor]:
     for i, name in enumerate(names):
         if not name:
             raise DataError(f"{listing}:{i + 1}: empty line where an image path is expected")
+        row = f"{mat}: row {i + 1} ({name})"
+        if not (np.isfinite(gt[i]).all() and np.isfinite(hw[i]).all()):
+            raise DataError(f"{row}: non-finite landmarks or size: gt {gt[i].tolist()}, hw {hw[i]}")
+        if not (hw[i] > 0).all():
+            raise DataError(f"{row}: image size 'hw' must be positive, got {hw[i].tolist()}")
         img = _read_gray(root / "output" / name, f"{listing}:{i + 1}")
         xy = torch.tensor(gt[i][:, ::-1].copy(), dtype=torch.float32)  # (y, x) → (x, y)
         img, xy = _to_frame(img, xy, hw[i, 0], hw[i, 1])
@@ -258,7 +305,7 @@ def _mtfl_split(root: Path, listing: Path) -> tuple[Tensor, Tensor]:
             "download MTFL from its authors' page and unpack it there.",
         )
     images, marks = [], []
-    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(listing).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -270,9 +317,11 @@ def _mtfl_split(root: Path, listing: Path) -> tuple[Tensor, Tensor]:
         try:
             coords = [float(v) for v in fields[1:11]]
         except ValueError:
+            coords = [math.nan]
+        if not all(math.isfinite(v) for v in coords):
             raise DataError(
-                f"{where}: coordinates must be numbers: {' '.join(fields[1:11])}"
-            ) from None
+                f"{where}: coordinates must be finite numbers: {' '.join(fields[1:11])}"
+            )
         img = _read_gray(root / fields[0].replace("\\", "/"), where)
         xy = torch.tensor([coords[:5], coords[5:]], dtype=torch.float32).T  # 5×(x, y)
         img, xy = _to_frame(img, xy, img.shape[-2], img.shape[-1])

@@ -121,6 +121,18 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
         cfg.imbalance,
         (cfg.head_labeled, cfg.head_unlabeled),
     )
+    if len(data.val) == 0:
+        raise ConfigError(
+            "val_size: training needs a validation set (it picks the best evaluation); "
+            "set val_size >= 1"
+        )
+    cls = METHODS[cfg.method]
+    if cls.views and len(data.unlabeled) == 0:
+        key = "num_labels" if src.task == "classification" else "label_fraction"
+        raise ConfigError(
+            f"{key}: every training sample of {cfg.dataset} is labeled, and {cfg.method} "
+            f"trains on unlabeled data; lower {key}"
+        )
     torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
     model = _model(cfg, src, device)
     params = model.parameters()
@@ -136,7 +148,6 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
-    cls = METHODS[cfg.method]
     teacher = ema.module if ema is not None else None
     try:
         method = cls(

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from types import MappingProxyType
+from typing import Any
 
 from .analytic import analytic
 from .fd import fd
@@ -39,3 +42,46 @@ EXACT = ("higher", "func", "forward", "analytic")  # exact for the problems they
 # serve every one-step problem on every model (`analytic` needs a one-layer model; `implicit`
 # is a different quantity away from a stationary point)
 GENERAL = tuple(n for n in ESTIMATORS if n not in ("analytic", "implicit"))
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+# (estimator, option) -> (valid?, what it must be); options not listed take any value
+_OPTION_RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("fd", "r"): (_positive, "a finite number > 0"),
+    ("fd", "lookahead"): (lambda v: isinstance(v, bool), "true or false"),
+    ("implicit", "method"): (lambda v: v in ("cg", "neumann"), "'cg' or 'neumann'"),
+    ("implicit", "iters"): (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "an int >= 1",
+    ),
+    ("implicit", "tol"): (lambda v: _positive(v) or v == 0, "a finite number >= 0"),
+    ("implicit", "alpha"): (lambda v: v is None or _positive(v), "None or a finite number > 0"),
+}
+
+
+def options_of(name: str) -> dict[str, Any]:
+    """The keyword options of estimator `name` with their defaults."""
+    return {
+        p.name: p.default
+        for p in inspect.signature(ESTIMATORS[name]).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise if `name` is not an estimator, or `options` has an unknown or out-of-range option
+    (TypeError for an unknown one, ValueError for a bad value; both name the option)."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+    allowed = options_of(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        valid = ", ".join(allowed) or "none"
+        raise TypeError(f"estimator {name!r} has no option(s) {unknown}; its options: {valid}")
+    for option, value in options.items():
+        ok, what = _OPTION_RULES.get((name, option), (lambda v: True, ""))
+        if not ok(value):
+            raise ValueError(f"estimator {name!r}: option {option} must be {what}, got {value!r}")

@@ -22,8 +22,6 @@ from ..problem import BilevelProblem
 def fd(
     problem: BilevelProblem, hparams: dict[str, Tensor], *, r: float = 0.01, lookahead: bool = True
 ) -> dict[str, Tensor]:
-    if not r > 0:
-        raise ValueError(f"fd: r must be > 0, got {r}")
     with Evaluator(problem) as ev:
         theta0 = problem.params()
         theta1 = ev.first_step(hparams) if lookahead else theta0

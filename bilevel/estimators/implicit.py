@@ -32,8 +32,6 @@ def implicit(
     tol: float = 1e-12,
     alpha: float | None = None,
 ) -> dict[str, Tensor]:
-    if method not in ("cg", "neumann"):
-        raise ValueError(f"implicit: method must be 'cg' or 'neumann', got {method!r}")
     wd = problem.sgd.weight_decay
     with Evaluator(problem) as ev:
         theta, buffers = problem.params(), problem.momentum_buffers

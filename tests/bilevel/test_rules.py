@@ -1,5 +1,7 @@
 """DESIGN.md's estimator rules: no mutation, same randomness, float64, and clear errors."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -167,3 +169,76 @@ def test_non_finite_hyperparameters_and_boolean_steps_are_refused():
             hypergradient(problem, {"w": w})
     with pytest.raises(ValueError, match="steps must be a non-negative int, got True"):
         BilevelProblem(model, inner, outer, steps=True)
+
+
+def _weighted_problem():
+    from bilevel import BilevelProblem
+
+    model = torch.nn.Linear(2, 1).double()
+    x = torch.tensor([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)
+
+    def inner(f, hp):
+        return (hp["w"] * f(x)[:, 0] ** 2).sum()
+
+    def outer(f):
+        return f(torch.ones(1, 2, dtype=torch.float64)).sum() ** 2
+
+    return BilevelProblem(model, inner, outer, lr=0.1), outer
+
+
+@pytest.mark.parametrize("name", ["higher", "func", "forward", "fd", "implicit"])
+def test_an_unused_hyperparameter_key_is_refused_unless_allowed(name):
+    problem, _ = _weighted_problem()
+    hp = {"w": torch.ones(3, dtype=torch.float64), "t": torch.zeros(2, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"hparams key\(s\) \['t'\] are never read by the inner"):
+        hypergradient(problem, hp, name)
+    grads = hypergradient(problem, hp, name, allow_unused=True)
+    assert torch.equal(grads["t"], torch.zeros(2, dtype=torch.float64))
+    alone = hypergradient(problem, {"w": hp["w"]}, name)
+    assert torch.equal(grads["w"], alone["w"])
+
+
+def test_keys_read_through_items_or_a_copy_count_as_used():
+    problem, outer = _weighted_problem()
+    from bilevel import BilevelProblem
+
+    def inner(f, hp):
+        weights = dict(hp)  # a copy reads every key
+        return (weights["w"] * f(torch.ones(3, 2, dtype=torch.float64))[:, 0]).sum() + sum(
+            v.sum() for _, v in hp.items()
+        )
+
+    copied = BilevelProblem(problem.model, inner, outer)
+    hp = {"w": torch.ones(3, dtype=torch.float64), "t": torch.zeros(2, dtype=torch.float64)}
+    assert set(hypergradient(copied, hp)) == {"w", "t"}
+
+
+@pytest.mark.parametrize("name", ["func", "forward", "fd"])
+def test_a_nan_outer_loss_is_an_error_not_a_nan_gradient(name):
+    from bilevel import BilevelProblem, NonFiniteError
+
+    problem, _ = _weighted_problem()
+
+    def nan_outer(f):
+        return f(torch.ones(1, 2, dtype=torch.float64)).sum() * float("nan")
+
+    bad = BilevelProblem(problem.model, problem.inner_loss, nan_outer)
+    with pytest.raises(NonFiniteError, match=r"the hypergradient of 'w' has non-finite values"):
+        hypergradient(bad, {"w": torch.ones(3, dtype=torch.float64)}, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("fd", {"r": -1.0}, "option r must be a finite number > 0, got -1.0"),
+        ("fd", {"r": float("inf")}, "option r must be a finite number > 0, got inf"),
+        ("implicit", {"method": "lu"}, "option method must be 'cg' or 'neumann', got 'lu'"),
+        ("implicit", {"iters": 0}, "option iters must be an int >= 1, got 0"),
+        ("implicit", {"tol": -1e-3}, "option tol must be a finite number >= 0"),
+        ("implicit", {"alpha": 0.0}, "option alpha must be None or a finite number > 0"),
+    ],
+)
+def test_estimator_options_out_of_range_name_the_option(name, options, message):
+    problem, _ = _weighted_problem()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        hypergradient(problem, {"w": torch.ones(3, dtype=torch.float64)}, name, **options)

@@ -170,6 +170,24 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
         (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
         (["metasemi_digits", "optimizer=adam"], "virtual step is the real optimizer's"),
         (["impute_v1_digits", "optimizer=adam"], "method.protocol=authors takes a plain SGD"),
+        (["pseudo_label_digits", "num_labels=3"], "num_labels: must be a positive multiple of 10"),
+        (["pseudo_label_digits", "num_labels=100000"], "of at most 1040 (104 per class"),
+        (["pseudo_label_digits", "val_size=100000"], "val_size: digits has 1297 training samples"),
+        (["pseudo_label_digits", "val_size=0"], "val_size: training needs a validation set"),
+        (["impute_v1_digits", "holdout=separate", "val_size=1"], "holdout: holdout=separate"),
+        (
+            ["pseudo_label_synthfaces", "label_fraction=0.002"],
+            "label_fraction: 0.002 of the 1080 training faces of synthfaces is 2 labeled faces; "
+            "the landmark targets are standardised with the labeled set's mean and std, which "
+            "needs at least 10: set label_fraction >= 0.0088",
+        ),
+        (["pseudo_label_synthfaces", "label_fraction=1"], "label_fraction: every training sample"),
+        (["metagrad_digits", "estimator.fd.r=-1"], "estimator.fd.r: estimator 'fd': option r must"),
+        (["metagrad_digits", "estimator.implicit.iters=0"], "estimator.implicit.iters: estimator"),
+        (
+            ["fixmatch_digits", "estimator_options=3"],
+            "model.<name>, estimator.<estimator>.<option>",
+        ),
     ],
 )
 def test_setups_that_cannot_run_stop_before_the_run_directory(
@@ -254,3 +272,19 @@ def test_a_model_that_cannot_take_the_datasets_inputs_is_named():
         ConfigError, match=r"model: tcdcn cannot take digits inputs of shape \(1, 8, 8\)"
     ):
         _model(cfg, src, torch.device("cpu"))
+
+
+def test_estimator_options_of_every_type_parse_and_are_checked(cfg):
+    out = apply_overrides(
+        cfg, ["estimator.implicit.alpha=0.5", "estimator.fd.lookahead=false", "estimator.fd.r=0.1"]
+    )
+    assert out.estimator_options == {
+        "implicit": {"alpha": 0.5},
+        "fd": {"lookahead": False, "r": 0.1},
+    }
+    with pytest.raises(ConfigError, match=r"unknown key .estimator.fd.eps. .options of .fd.: r, l"):
+        apply_overrides(cfg, ["estimator.fd.eps=0.1"])
+    with pytest.raises(
+        ConfigError, match=r"estimator.implicit.method: .* 'cg' or 'neumann', got 'lu'"
+    ):
+        apply_overrides(cfg, ["estimator.implicit.method=lu"])

@@ -35,7 +35,7 @@ def test_classification_split_is_class_balanced_and_disjoint(digits):
         make_splits(digits, seed=0, num_labels=50, val_size=100).labeled.x, data.labeled.x
     )
     with pytest.raises(ValueError, match="positive multiple of 10"):
-        make_splits(digits, seed=0, num_labels=55)
+        make_splits(digits, seed=0, num_labels=55, val_size=100)
 
 
 def test_landmark_split_uses_last_tenth_for_validation(faces):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.io import savemat
+from scipy.io import loadmat, savemat
 
 from experiments import sources, synthfaces
 from experiments.sources import DataError
@@ -129,7 +129,7 @@ def test_mtfl_text_format(tmp_path):
 
 def test_mtfl_bad_line_names_file_and_line(tmp_path):
     _write_mtfl(tmp_path, bad_line=True)
-    with pytest.raises(DataError, match=r"training.txt:2: coordinates must be numbers"):
+    with pytest.raises(DataError, match=r"training.txt:2: coordinates must be finite numbers"):
         sources.load_mtfl(tmp_path)
     with pytest.raises(DataError, match="MTFL not found"):
         sources.load_mtfl(tmp_path / "missing")
@@ -150,3 +150,122 @@ def test_digits_and_synthfaces():
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid: digits"):
         sources.load("imagenet")
+
+
+@pytest.mark.parametrize(
+    ("split", "change", "message"),
+    [
+        ("train", lambda gt, hw: gt.__setitem__((1, 2, 0), np.nan), "non-finite landmarks"),
+        ("test", lambda gt, hw: gt.__setitem__((1, 0, 1), np.inf), "non-finite landmarks"),
+        ("train", lambda gt, hw: hw.__setitem__((1, 0), 0.0), "image size 'hw' must be positive"),
+        ("test", lambda gt, hw: hw.__setitem__((1, 1), np.nan), "non-finite landmarks or size"),
+    ],
+)
+def test_aflw_bad_values_name_the_file_and_row(tmp_path, split, change, message):
+    synthfaces.write_aflw(tmp_path, n_train=3, n_test=2)
+    mat = tmp_path / f"aflw_{split}_keypoints.mat"
+    content = loadmat(str(mat))
+    gt, hw = content["gt"], content["hw"]
+    change(gt, hw)
+    savemat(mat, {"gt": gt, "hw": hw})
+    with pytest.raises(DataError) as err:
+        sources.load_aflw(tmp_path)
+    assert f"{mat}: row 2 ({split}_00001.png): {message}" in str(err.value)
+
+
+def test_unreadable_annotation_lists_are_named(tmp_path):
+    synthfaces.write_aflw(tmp_path, n_train=3, n_test=2)
+    listing = tmp_path / "aflw_train_images.txt"
+    listing.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataError, match=rf"{listing}: cannot read the annotation list"):
+        sources.load_aflw(tmp_path)
+    listing.unlink()
+    listing.mkdir()  # a directory where the file should be: is_file() says missing
+    with pytest.raises(DataError, match="AFLW not found"):
+        sources.load_aflw(tmp_path)
+    _write_mtfl(tmp_path / "mtfl")
+    (tmp_path / "mtfl" / "testing.txt").write_bytes(b"\x80\x81")
+    with pytest.raises(DataError, match=r"testing.txt: cannot read the annotation list"):
+        sources.load_mtfl(tmp_path / "mtfl")
+
+
+def test_mtfl_non_finite_coordinates_name_file_and_line(tmp_path):
+    _write_mtfl(tmp_path)
+    lines = (tmp_path / "training.txt").read_text().splitlines()
+    lines[2] = lines[2].replace(" 60 ", " nan ")
+    (tmp_path / "training.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"training.txt:3: coordinates must be finite numbers"):
+        sources.load_mtfl(tmp_path)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _garbage(path):
+    path.write_bytes(b"not a pickle")
+
+
+def _no_labels(path):
+    with open(path, "wb") as fh:
+        pickle.dump({"data": np.zeros((6, 3072), np.uint8)}, fh)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("data_batch_3", _truncate, "not a readable CIFAR10 file"),
+        ("test_batch", _garbage, "not a readable CIFAR10 file"),
+        ("batches.meta", _garbage, "not a readable CIFAR10 file"),
+        ("data_batch_2", _no_labels, "CIFAR10 file without the key(s) ['labels']"),
+    ],
+)
+def test_corrupt_cifar_files_are_named(tmp_path, name, damage, message):
+    _write_cifar10(tmp_path)
+    path = tmp_path / "cifar10" / "cifar-10-batches-py" / name
+    damage(path)
+    with pytest.raises(DataError) as err:
+        sources.load_torchvision("cifar10", root=tmp_path)
+    assert f"{path}: {message}" in str(err.value)
+
+
+def test_corrupt_svhn_file_is_named(tmp_path):
+    (tmp_path / "svhn").mkdir()
+    (tmp_path / "svhn" / "train_32x32.mat").write_bytes(b"garbage" * 20)
+    (tmp_path / "svhn" / "test_32x32.mat").write_bytes(b"garbage" * 20)
+    with pytest.raises(DataError, match=r"train_32x32.mat: not a readable SVHN file"):
+        sources.load_torchvision("svhn", root=tmp_path)
+
+
+def test_download_without_internet_says_where_to_put_the_files(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as err:
+        sources.load_torchvision("cifar10", root=tmp_path, download=True)
+    text = str(err.value)
+    assert "download=true could not fetch it into" in text and "no route to host" in text
+    assert str(tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1") in text
+
+
+def test_bad_data_stops_make_exp_before_the_run_directory(tmp_path, monkeypatch, capsys):
+    from experiments.__main__ import main
+
+    synthfaces.write_aflw(tmp_path / "data" / "aflw", n_train=40, n_test=4)
+    mat = tmp_path / "data" / "aflw" / "aflw_test_keypoints.mat"
+    content = loadmat(str(mat))
+    content["gt"][3, 1, 1] = np.nan
+    savemat(mat, {"gt": content["gt"], "hw": content["hw"]})
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
+    assert main(["impute_v2_aflw", "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {mat}: row 4 (test_00003.png): non-finite")
+        and "Traceback" not in err
+    )
+    assert not (tmp_path / "runs").exists()

@@ -275,3 +275,38 @@ def test_two_processes_on_one_run_directory(tmp_path):
     run = tmp_path / "mixup_digits+smoke/seed0"
     assert json.loads((run / "summary.json").read_text())["steps"] == 30
     assert not list(run.glob(".*.tmp"))
+
+
+def test_a_full_disk_stops_the_run_with_the_error_and_leaves_it_resumable(
+    tmp_path, monkeypatch, capsys
+):
+    """ENOSPC while the step-20 checkpoint is written: exit 2 naming the error, no temp file,
+    metrics.csv not ahead of the checkpoint on disk, and the rerun ends as an uninterrupted run."""
+    import errno
+
+    from experiments import rundir
+
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "full"))
+    original, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 4:  # config.json, ckpt 10, metrics 10, then the checkpoint of step 20
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(fd)
+
+    monkeypatch.setattr(rundir.os, "fsync", fsync)
+    args = ["mixup_digits", "--scale", "smoke", "--quiet", "steps=40", "eval_every=10"]
+    assert exp_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: [Errno 28] No space left on device") and "Traceback" not in err
+    run = tmp_path / "full/mixup_digits+eval_every=10+steps=40+smoke/seed0"
+    assert not list(run.glob(".*.tmp"))
+    assert max(int(r["step"]) for r in _rows(run / "metrics.csv")) == 10  # the checkpoint's
+    monkeypatch.setattr(rundir.os, "fsync", original)
+    assert exp_main(args) == 0
+    rows, summary = _comparable(run)
+    whole_rows, whole = _comparable(tmp_path / "whole/mixup_digits/seed0")
+    assert rows == whole_rows and {**summary, "run": whole["run"]} == whole

@@ -1,0 +1,40 @@
+"""Command-line endings: a bad setting, bad data, an I/O problem, a diverged run or Ctrl-C ends
+in one `error:` (or `interrupted`) paragraph and an exit status, never a traceback.
+
+    exit 2    configuration, data, file-system or checkpoint error (nothing was trained)
+    exit 1    the run diverged (its directory keeps the last checkpoint)
+    exit 130  Ctrl-C (the run directory keeps its last checkpoint; the same command resumes)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from .config import ConfigError
+from .sources import DataError
+from .train import Diverged, Interrupted
+
+
+def run_cli(main: Callable[[], int | None], again: str = "The same command") -> int:
+    """Run `main()` and turn the toolkit's errors into a message and an exit status.
+    `again` says which command resumes an interrupted run."""
+    try:
+        return main() or 0
+    except (ConfigError, DataError, OSError) as err:  # OSError: an unwritable run directory, …
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Diverged as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        return 1
+    except Interrupted as err:
+        where = f"step {err.kept}" if err.kept else "the start (no checkpoint yet)"
+        print(
+            f"\ninterrupted at step {err.step + 1}; {err.path} keeps its last checkpoint. "
+            f"{again} resumes from {where}.",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted (no run was training; nothing to resume)", file=sys.stderr)
+        return 130
