@@ -5,7 +5,8 @@ problem = BilevelProblem(model, inner_loss, outer_loss, lr=0.1, steps=1)
 grads = hypergradient(problem, hparams, estimator="forward")
 """
 
-from .estimators import ESTIMATORS, EXACT, GENERAL, check_options, options_of
+from .adam import AdamConfig, AdamState
+from .estimators import ESTIMATORS, EXACT, GENERAL, check_optimizer, check_options, options_of
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
@@ -16,11 +17,14 @@ __all__ = [
     "ESTIMATORS",
     "EXACT",
     "GENERAL",
+    "AdamConfig",
+    "AdamState",
     "BilevelProblem",
     "Evaluator",
     "ImputedTargets",
     "NonFiniteError",
     "SGDConfig",
+    "check_optimizer",
     "check_options",
     "frozen_norm_stats",
     "hypergradient",

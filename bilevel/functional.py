@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .problem import BilevelProblem, ModelFn
-from .sgd import Params, sgd_step
+from .sgd import Params
 
 
 @contextmanager
@@ -51,6 +51,7 @@ class Evaluator:
         self.model = problem.model
         self.device = next(iter(problem.params().values())).device
         self._stack = ExitStack()
+        self._first_grads: Params | None = None
 
     def __enter__(self) -> Self:
         devices = [self.device] if self.device.type == "cuda" else []
@@ -105,21 +106,33 @@ class Evaluator:
         """∇_λ L_in(θ, λ) at fixed θ = `params` (no graph through the network's weights)."""
         return grad_dict(self.coupled(_detached(params), hparams), hparams)
 
-    def step(self, params: Params, grads: Params, buffers: Params) -> tuple[Params, Params]:
-        return sgd_step(params, grads, buffers, self.problem.sgd)
+    def step(self, params: Params, grads: Params, state: dict) -> tuple[Params, dict]:
+        """One step of the problem's inner optimizer (SGD, Adam or AdamW) from `state`."""
+        return self.problem.optim.step(params, grads, state)
+
+    def first_grads(self, hparams: dict[str, Tensor]) -> Params:
+        """∇_θ L_in(θ₀, λ), computed once per context."""
+        if self._first_grads is None:
+            self._first_grads = self.inner_grad(self.problem.params(), hparams)
+        return self._first_grads
 
     def first_step(self, hparams: dict[str, Tensor]) -> Params:
         """θ₁ = one real optimizer step from θ₀ on L_in (no graph)."""
         theta0 = self.problem.params()
-        grads = self.inner_grad(theta0, hparams)
-        theta1, _ = self.step(theta0, grads, self.problem.momentum_buffers)
+        theta1, _ = self.step(theta0, self.first_grads(hparams), self.problem.initial_state())
         return {k: v.detach() for k, v in theta1.items()}
 
-    def step_direction(self, v: Params) -> Params:
-        """w with ∂θ₁/∂λ·v = −lr·∂/∂λ⟨∇_θ L_in, w⟩: v scaled per parameter by the coefficient of
-        the gradient in the first optimizer step (momentum, nesterov, dampening, buffers)."""
-        cfg, bufs = self.problem.sgd, self.problem.momentum_buffers
-        return {n: cfg.first_step_scale(n in bufs) * t for n, t in v.items()}
+    def step_direction(self, v: Params, hparams: dict[str, Tensor]) -> Params:
+        """w with ∂θ₁/∂λ·v = −lr·∂/∂λ⟨∇_θ L_in, w⟩: v scaled by the derivative of the first
+        step's update in the gradient (SGD: per parameter, from momentum, nesterov, dampening
+        and buffers; Adam: per element, at the first step's gradient)."""
+        problem = self.problem
+        scale = problem.optim.direction_scale(
+            problem.params(),
+            self.first_grads(hparams) if problem.optimizer != "sgd" else {},
+            problem.initial_state(),
+        )
+        return {n: scale[n] * t for n, t in v.items()}
 
 
 # -- small helpers on dicts of tensors ------------------------------------------------------------

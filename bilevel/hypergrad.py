@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
-from .estimators import ESTIMATORS, STEPS, check_options
+from .estimators import ESTIMATORS, STEPS, check_optimizer, check_options
 from .losses import ImputedTargets
 from .problem import BilevelProblem, InnerLoss
 
@@ -45,6 +45,7 @@ def hypergradient(
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
     check_options(estimator, options)
     _check_steps(estimator, problem.steps)
+    check_optimizer(estimator, problem.optimizer, problem.weight_decay)
     leaves = _as_leaves(hparams)
     used: set[str] = set()
     grads = fn(_recording(problem, used), leaves, **options)

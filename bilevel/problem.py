@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .adam import AdamConfig
 from .sgd import SGDConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 ModelFn = Callable[[Tensor], Tensor]
 InnerLoss = Callable[[ModelFn, dict[str, Tensor]], Tensor]
@@ -33,6 +36,10 @@ class BilevelProblem:
         inner_loss: `inner_loss(f, hparams) -> scalar`, the loss the virtual steps descend.
         outer_loss: `outer_loss(f) -> scalar`, evaluated after the K steps (must not use λ).
         lr, momentum, weight_decay, nesterov, dampening: the inner SGD, as `torch.optim.SGD`.
+        optimizer: the inner optimizer, "sgd" (the default), "adam" or "adamw", each with
+            exactly torch.optim's arithmetic; Adam's `betas`, `eps` and `adam_state` (torch's
+            per-parameter state by name: `step`, `exp_avg`, `exp_avg_sq`; empty: first step).
+            SGD's momentum, dampening and nesterov do not apply to Adam.
         steps: K ≥ 1 virtual steps (`implicit` accepts K = 0: θ₀ is taken as the solution).
         momentum_buffers: the real optimizer's momentum buffers by parameter name, so the
             virtual step continues the real one; empty means a fresh buffer (first step).
@@ -55,6 +62,10 @@ class BilevelProblem:
     dampening: float = 0.0
     momentum_buffers: dict[str, Tensor] = field(default_factory=dict)
     coupled_loss: InnerLoss | None = None
+    optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    adam_state: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -66,19 +77,35 @@ class BilevelProblem:
             raise TypeError("coupled_loss must be callable or None")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
-        self.sgd = SGDConfig(
-            lr=self.lr,
-            momentum=self.momentum,
-            dampening=self.dampening,
-            weight_decay=self.weight_decay,
-            nesterov=self.nesterov,
-        )
-        names = set(self.trainable_names())
-        unknown = sorted(set(self.momentum_buffers) - names)
-        if unknown:
-            raise KeyError(
-                f"momentum_buffers has names that are not trainable parameters: {unknown}"
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        self.optim: SGDConfig | AdamConfig
+        if self.optimizer == "sgd":
+            self.optim = SGDConfig(
+                lr=self.lr,
+                momentum=self.momentum,
+                dampening=self.dampening,
+                weight_decay=self.weight_decay,
+                nesterov=self.nesterov,
             )
+        else:
+            sgd_only = {"momentum": self.momentum, "dampening": self.dampening}
+            sgd_only |= {"nesterov": self.nesterov, "momentum_buffers": self.momentum_buffers}
+            given = sorted(k for k, v in sgd_only.items() if v)
+            if given:
+                raise ValueError(f"{given} are SGD settings; {self.optimizer} takes betas and eps")
+            self.optim = AdamConfig(
+                lr=self.lr,
+                betas=tuple(self.betas),
+                eps=self.eps,
+                weight_decay=self.weight_decay,
+                decoupled=self.optimizer == "adamw",
+            )
+        names = set(self.trainable_names())
+        for what in ("momentum_buffers", "adam_state"):
+            unknown = sorted(set(getattr(self, what)) - names)
+            if unknown:
+                raise KeyError(f"{what} has names that are not trainable parameters: {unknown}")
         if not names:
             raise ValueError("model has no trainable parameters")
 
@@ -86,43 +113,52 @@ class BilevelProblem:
     def from_optimizer(
         cls,
         model: nn.Module,
-        optimizer: torch.optim.SGD,
+        optimizer: torch.optim.Optimizer,
         inner_loss: InnerLoss,
         outer_loss: OuterLoss,
         steps: int = 1,
         lr: float | None = None,
         coupled_loss: InnerLoss | None = None,
     ) -> BilevelProblem:
-        """The virtual step of the real optimizer: its current lr, momentum, weight decay,
-        nesterov, dampening and momentum buffers (one param group only). `lr` overrides the
-        learning rate (some methods take a larger virtual step)."""
-        if not isinstance(optimizer, torch.optim.SGD):
+        """The virtual step of the real optimizer (`torch.optim.SGD`, `Adam` or `AdamW`, one
+        param group): its current lr, settings and state (momentum buffers; Adam's step count
+        and moments). `lr` overrides the learning rate (some methods take a larger virtual step)."""
+        if not isinstance(optimizer, torch.optim.SGD | torch.optim.Adam | torch.optim.AdamW):
             raise TypeError(
-                f"the virtual step is SGD; got {type(optimizer).__name__}. Build a "
-                "BilevelProblem with explicit lr/momentum to approximate another optimizer."
+                f"the virtual step is SGD, Adam or AdamW; got {type(optimizer).__name__}. Build a "
+                "BilevelProblem with explicit settings to approximate another optimizer."
             )
         if len(optimizer.param_groups) != 1:
             raise ValueError("from_optimizer supports one param group")
         g = optimizer.param_groups[0]
+        for flag in ("maximize", "amsgrad", "differentiable", "capturable"):
+            if g.get(flag):
+                raise ValueError(f"from_optimizer: {flag}=True is not supported")
         by_id = {id(p): n for n, p in model.named_parameters()}
-        buffers = {}
-        for p in g["params"]:
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                buffers[by_id[id(p)]] = buf.detach().clone()
-        return cls(
-            model,
-            inner_loss,
-            outer_loss,
-            lr=float(g["lr"] if lr is None else lr),
-            steps=steps,
-            momentum=g["momentum"],
-            weight_decay=g["weight_decay"],
-            nesterov=g["nesterov"],
-            dampening=g["dampening"],
-            momentum_buffers=buffers,
-            coupled_loss=coupled_loss,
-        )
+        state = {by_id[id(p)]: optimizer.state.get(p, {}) for p in g["params"]}
+        settings: dict = {"lr": float(g["lr"] if lr is None else lr), "steps": steps}
+        settings["weight_decay"] = g["weight_decay"]
+        if isinstance(optimizer, torch.optim.SGD):
+            settings |= {k: g[k] for k in ("momentum", "nesterov", "dampening")}
+            settings["momentum_buffers"] = {
+                n: s["momentum_buffer"].detach().clone()
+                for n, s in state.items()
+                if s.get("momentum_buffer") is not None
+            }
+        else:
+            adamw = isinstance(optimizer, torch.optim.AdamW) or g.get("decoupled_weight_decay")
+            settings |= {"optimizer": "adamw" if adamw else "adam", "eps": g["eps"]}
+            settings["betas"] = tuple(float(b) for b in g["betas"])
+            settings["adam_state"] = {
+                n: {k: s[k].detach().clone() for k in ("step", "exp_avg", "exp_avg_sq")}
+                for n, s in state.items()
+                if s
+            }
+        return cls(model, inner_loss, outer_loss, coupled_loss=coupled_loss, **settings)
+
+    def initial_state(self) -> dict:
+        """The inner optimizer's state at θ₀: momentum buffers (SGD) or Adam's moments."""
+        return self.momentum_buffers if self.optimizer == "sgd" else self.adam_state
 
     def trainable_names(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if p.requires_grad]

@@ -52,6 +52,15 @@ class SGDConfig:
         c = (1.0 - self.dampening) if has_buffer else 1.0
         return 1.0 + self.momentum * c if self.nesterov else c
 
+    def step(self, params: Params, grads: Params, state: Params) -> tuple[Params, Params]:
+        """`sgd_step` with this config (`state`: the momentum buffers by name)."""
+        return sgd_step(params, grads, state, self)
+
+    def direction_scale(self, params: Params, grads: Params, state: Params) -> dict[str, float]:
+        """The coefficient of the gradient in the first step, per parameter (see
+        `first_step_scale`; the same interface as `AdamConfig.direction_scale`)."""
+        return {n: self.first_step_scale(n in state) for n in params}
+
 
 def sgd_step(
     params: Params, grads: Params, buffers: Params, cfg: SGDConfig

@@ -21,8 +21,15 @@ def run_cli(main: Callable[[], int | None], again: str = "The same command") -> 
     `again` says which command resumes an interrupted run."""
     try:
         return main() or 0
-    except (ConfigError, DataError, OSError) as err:  # OSError: an unwritable run directory, …
+    except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unwritable RUNS_ROOT, a full disk, a file where a folder goes
+        print(
+            f"error: {err} (a file-system problem at that path: permissions, free space, or a "
+            "file where a directory is expected; RUNS_ROOT and DATA_ROOT move the folders)",
+            file=sys.stderr,
+        )
         return 2
     except Diverged as err:
         print(f"\nerror: {err}", file=sys.stderr)

@@ -50,7 +50,7 @@ class Config:
     holdout_batch: int = 0
     download: bool = False
     # optimisation
-    optimizer: str = "sgd"  # sgd | adam
+    optimizer: str = "sgd"  # sgd | adam | adamw
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -144,7 +144,11 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
     """`key=value` strings applied to `cfg`; errors name the key."""
     hints = typing.get_type_hints(Config)
     changes: dict[str, Any] = {}
-    method_kw, model_kw = dict(cfg.method_kw), dict(cfg.model_kw)
+    # the experiment's model arguments belong to its model: another model starts from its own
+    # defaults (`model.<name>=` items still apply)
+    new_model = [i.partition("=")[2] for i in items if i.partition("=")[0] == "model"]
+    switched = bool(new_model) and new_model[-1] != cfg.model
+    method_kw, model_kw = dict(cfg.method_kw), {} if switched else dict(cfg.model_kw)
     estimator_options = cfg.estimator_options
     for item in items:
         key, sep, text = item.partition("=")
@@ -201,8 +205,14 @@ def validate(cfg: Config) -> None:
     from bilevel import ESTIMATORS
 
     from .models import MODELS
+    from .sources import DATASETS
 
     checks = [
+        (
+            cfg.dataset in DATASETS,
+            "dataset",
+            f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}",
+        ),
         (
             cfg.method in METHODS,
             "method",
@@ -216,7 +226,11 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.steps > 0, "steps", "steps must be > 0"),
         (cfg.lr > 0, "lr", "lr must be > 0"),
-        (cfg.optimizer in ("sgd", "adam"), "optimizer", "optimizer must be sgd or adam"),
+        (
+            cfg.optimizer in ("sgd", "adam", "adamw"),
+            "optimizer",
+            "optimizer must be sgd, adam or adamw",
+        ),
         (
             cfg.schedule in ("constant", "step", "cosine"),
             "schedule",

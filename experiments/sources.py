@@ -340,6 +340,9 @@ def load_mtfl(root: str | Path | None = None) -> Source:
     return _landmark_source("mtfl", train_x, train_y, test_x, test_y)
 
 
+DATASETS = ("digits", "synthfaces", *_TV, "aflw", "mtfl")
+
+
 def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -> Source:
     """The source named `name` (digits, synthfaces, cifar10, cifar100, svhn, aflw, mtfl)."""
     if name == "digits":
@@ -352,6 +355,4 @@ def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -
         return load_aflw()
     if name == "mtfl":
         return load_mtfl()
-    raise ValueError(
-        f"unknown dataset {name!r}; valid: digits, synthfaces, {', '.join(_TV)}, aflw, mtfl"
-    )
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")

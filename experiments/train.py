@@ -7,6 +7,7 @@ alone, so a run resumed from `ckpt.pt` ends with exactly the numbers of an unint
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -85,10 +86,19 @@ def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.M
     elif cfg.model != "tcdcn":
         kw.setdefault("num_classes", src.num_outputs)
         kw.setdefault("in_channels", in_ch)
+    known = inspect.signature(MODELS[cfg.model]).parameters
+    unknown = sorted(set(kw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model.{unknown[0]}: model {cfg.model} has no argument {unknown[0]!r} (its "
+            f"arguments: {', '.join(known)})"
+        )
     try:
         model = MODELS[cfg.model](**kw).to(device)
-    except TypeError as err:
-        raise ConfigError(f"model.*: {cfg.model} does not take {sorted(kw)}: {err}") from None
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a negative width
+        args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"model.*: {cfg.model}({args}) cannot be built: {first}") from None
     shape = tuple(src.train_x.shape[1:])
     try:
         with torch.no_grad(), training_mode(model, False):
@@ -145,7 +155,8 @@ def build(cfg: Config, seed: int, scale: str = "full") -> Run:
             nesterov=cfg.nesterov,
         )
     else:
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
     teacher = ema.module if ema is not None else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bilevel import BilevelProblem, hypergradient
+from bilevel import BilevelProblem, check_optimizer, hypergradient
 from bilevel.estimators.analytic import check_one_layer
 from bilevel.problem import InnerLoss, OuterLoss
 
@@ -23,9 +23,11 @@ class MetaMethod(Method):
 
     def __init__(self, cfg, model, optimizer, *args, **kwargs):
         super().__init__(cfg, model, optimizer, *args, **kwargs)
-        if not self.plain_virtual_step() and not isinstance(optimizer, torch.optim.SGD):
+        adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+        if not self.plain_virtual_step() and not (adam or isinstance(optimizer, torch.optim.SGD)):
             raise ValueError(
-                f"{self.name}'s virtual step is the real optimizer's, which must be SGD; got "
+                f"{self.name}'s virtual step is the real optimizer's, which must be SGD, Adam or "
+                f"AdamW; got "
                 f"{type(optimizer).__name__}"
                 + (
                     " (method.protocol=authors takes a plain SGD step)"
@@ -35,6 +37,13 @@ class MetaMethod(Method):
             )
         if self.estimator == "analytic":
             check_one_layer(model)
+        if adam and not self.plain_virtual_step():
+            group = optimizer.param_groups[0]
+            decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get(
+                "decoupled_weight_decay"
+            )
+            kind = "adamw" if decoupled else "adam"
+            check_optimizer(self.estimator, kind, group["weight_decay"])
 
     def has_protocol(self) -> bool:
         return hasattr(self.cfg, "protocol")

@@ -62,6 +62,22 @@ _OPTION_RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def check_optimizer(name: str, optimizer: str, weight_decay: float = 0.0) -> None:
+    """Raise ValueError if estimator `name` cannot serve an inner `optimizer` ("sgd", "adam",
+    "adamw") with this weight decay."""
+    if name == "higher" and optimizer != "sgd":
+        raise ValueError(
+            "higher: its DifferentiableAdam adds eps before the bias correction (eps/√(1−β₂ᵗ) in "
+            "torch.optim.Adam's terms) and has no AdamW, so it unrolls another optimizer; use "
+            "'func' or 'forward' for Adam and AdamW inner steps"
+        )
+    if name == "implicit" and optimizer == "adamw" and weight_decay:
+        raise ValueError(
+            "implicit: AdamW's decoupled weight decay has no inner objective whose stationary "
+            "point its steps reach; use optimizer='adam' (L2 decay) or weight_decay=0"
+        )
+
+
 def options_of(name: str) -> dict[str, Any]:
     """The keyword options of estimator `name` with their defaults."""
     return {

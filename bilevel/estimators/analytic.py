@@ -57,7 +57,7 @@ def analytic(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, T
         )
     check_one_layer(problem.model)
     with Evaluator(problem) as ev:
-        w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)))
+        w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)), hparams)
         with torch.no_grad():
             # o(θ) is linear in θ, so evaluating the model *at* w gives u_i = W_w x_i + b_w.
             u = functional_call(problem.model, w, (loss.x,))

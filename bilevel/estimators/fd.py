@@ -25,7 +25,7 @@ def fd(
     with Evaluator(problem) as ev:
         theta0 = problem.params()
         theta1 = ev.first_step(hparams) if lookahead else theta0
-        w = ev.step_direction(ev.outer_grad(theta1))
+        w = ev.step_direction(ev.outer_grad(theta1), hparams)
         size = float(norm(w))
         if size == 0.0:
             return {k: v.detach().new_zeros(v.shape) for k, v in hparams.items()}

@@ -21,7 +21,7 @@ from ..problem import BilevelProblem
 def forward(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
     with Evaluator(problem) as ev:
         theta0 = problem.params()
-        w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)))
+        w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)), hparams)
         _, directional = torch.func.jvp(lambda p: ev.coupled(p, hparams), (theta0,), (w,))
         grads = grad_dict(directional, hparams)
     return {k: -problem.lr * g for k, g in grads.items()}

@@ -32,9 +32,9 @@ def implicit(
     tol: float = 1e-12,
     alpha: float | None = None,
 ) -> dict[str, Tensor]:
-    wd = problem.sgd.weight_decay
+    wd = problem.optim.weight_decay
     with Evaluator(problem) as ev:
-        theta, buffers = problem.params(), problem.momentum_buffers
+        theta, buffers = problem.params(), problem.initial_state()
         for _ in range(problem.steps):
             theta, buffers = ev.step(theta, ev.inner_grad(theta, hparams), buffers)
         theta = {k: v.detach() for k, v in theta.items()}

@@ -20,10 +20,10 @@ def func(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tenso
     with Evaluator(problem) as ev:
 
         def outer_after_unroll(hp: dict[str, Tensor]) -> Tensor:
-            params, buffers = problem.params(), problem.momentum_buffers
+            params, state = problem.params(), problem.initial_state()
             for _ in range(problem.steps):
                 grads = torch.func.grad(lambda p: ev.inner(p, hp))(params)
-                params, buffers = ev.step(params, grads, buffers)
+                params, state = ev.step(params, grads, state)
             return ev.outer(params)
 
         return torch.func.grad(outer_after_unroll)(hparams)

@@ -17,7 +17,7 @@ from ..problem import BilevelProblem
 
 def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
     named = [(n, p) for n, p in problem.model.named_parameters() if p.requires_grad]
-    cfg = problem.sgd
+    cfg = problem.optim
     opt = torch.optim.SGD(
         [p for _, p in named],
         lr=cfg.lr,

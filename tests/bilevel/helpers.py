@@ -61,15 +61,7 @@ def unrolled_outer(problem: BilevelProblem, hparams: dict, seed: int | None = No
     which does not matter in train mode. `seed` re-seeds before every loss evaluation, the
     estimators' rule for randomness (dropout)."""
     model = copy.deepcopy(problem.model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params,
-        lr=problem.lr,
-        momentum=problem.momentum,
-        weight_decay=problem.weight_decay,
-        nesterov=problem.nesterov,
-        dampening=problem.dampening,
-    )
+    opt = real_optimizer(problem, model)
     for _ in range(problem.steps):
         if seed is not None:
             torch.manual_seed(seed)
@@ -80,6 +72,31 @@ def unrolled_outer(problem: BilevelProblem, hparams: dict, seed: int | None = No
         torch.manual_seed(seed)
     with torch.no_grad():
         return float(problem.outer_loss(model))
+
+
+def real_optimizer(problem: BilevelProblem, model: nn.Module) -> torch.optim.Optimizer:
+    """torch's own optimizer with the problem's settings and state, over `model`'s parameters."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    wd = problem.weight_decay
+    if problem.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            params,
+            lr=problem.lr,
+            momentum=problem.momentum,
+            weight_decay=wd,
+            nesterov=problem.nesterov,
+            dampening=problem.dampening,
+        )
+        state = {n: {"momentum_buffer": b} for n, b in problem.momentum_buffers.items()}
+    else:
+        cls = torch.optim.Adam if problem.optimizer == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=problem.lr, betas=problem.betas, eps=problem.eps, weight_decay=wd)
+        state = problem.adam_state
+    for n, p in named:
+        if n in state:
+            opt.state[p] = {k: v.clone() for k, v in state[n].items()}
+    return opt
 
 
 def brute_force(problem: BilevelProblem, hparams: dict, h: float = 1e-6, seed=None) -> dict:

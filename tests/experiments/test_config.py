@@ -148,10 +148,14 @@ def test_base_runs_are_derived_from_the_methods_base():
         ("metathreshold_digits", "method.k=0", "method.k: must be >= 1, got 0"),
     ],
 )
-def test_out_of_range_settings_name_the_key(name, item, message):
+def test_out_of_range_settings_name_the_key(tmp_path, monkeypatch, capsys, name, item, message):
     with pytest.raises(ConfigError) as err:
         apply_overrides(configs.get(name), item.split())
     assert message in str(err.value)
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))  # and the same through make exp
+    assert main([name, *item.split(), "--scale", "smoke", "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {err.value}\n"
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
@@ -164,12 +168,17 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["fixmatch_digits", "model=tcdcn"], "model.*: tcdcn does not take ['hidden']"),
-        (["fixmatch_digits", "model.foo=1"], "model.*: mlp does not take"),
+        (["fixmatch_digits", "model=tcdcn"], "model: tcdcn cannot take digits inputs of shape"),
+        (["fixmatch_digits", "model.foo=1"], "model.foo: model mlp has no argument 'foo' (its"),
+        (["fixmatch_digits", "model.hidden=-3"], "model.*: mlp(hidden=-3, in_features=64, num"),
+        (["fixmatch_digits", "dataset=foo"], "dataset: unknown dataset 'foo'; valid: digits"),
         (["fixmatch_digits", "device=foo"], "device: unknown device 'foo'"),
         (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
-        (["metasemi_digits", "optimizer=adam"], "virtual step is the real optimizer's"),
-        (["impute_v1_digits", "optimizer=adam"], "method.protocol=authors takes a plain SGD"),
+        (["metasemi_digits", "optimizer=adam", "estimator=higher"], "cannot unroll an Adam"),
+        (
+            ["metasemi_digits", "optimizer=adamw", "weight_decay=0.01", "estimator=implicit"],
+            "implicit: AdamW's",
+        ),
         (["pseudo_label_digits", "num_labels=3"], "num_labels: must be a positive multiple of 10"),
         (["pseudo_label_digits", "num_labels=100000"], "of at most 1040 (104 per class"),
         (["pseudo_label_digits", "val_size=100000"], "val_size: digits has 1297 training samples"),
@@ -208,9 +217,16 @@ def test_cuda_without_a_gpu_is_a_config_error():
         apply_overrides(configs.get("fixmatch_digits"), ["device=cuda"])
 
 
-def test_adam_with_the_authors_protocol_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["impute_v1_digits", "optimizer=adam", "lr=0.002", "method.protocol=authors"],
+        ["metasemi_digits", "optimizer=adam", "lr=0.002"],  # an Adam virtual step
+        ["metathreshold_digits", "optimizer=adamw", "lr=0.002", "estimator=forward"],
+    ],
+)
+def test_adam_runs_with_meta_methods(tmp_path, monkeypatch, args):
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
-    args = ["impute_v1_digits", "optimizer=adam", "lr=0.002", "method.protocol=authors"]
     assert main([*args, "--scale", "smoke", "--quiet"]) == 0
 
 
@@ -288,3 +304,11 @@ def test_estimator_options_of_every_type_parse_and_are_checked(cfg):
         ConfigError, match=r"estimator.implicit.method: .* 'cg' or 'neumann', got 'lu'"
     ):
         apply_overrides(cfg, ["estimator.implicit.method=lu"])
+
+
+def test_another_model_starts_from_its_own_arguments(cfg):
+    assert cfg.model_kw == {"hidden": 128}
+    assert apply_overrides(cfg, ["model=linear"]).model_kw == {}
+    out = apply_overrides(cfg, ["model.dropout=0.1", "model=mlp"])  # same model: kept
+    assert out.model_kw == {"hidden": 128, "dropout": 0.1}
+    assert apply_overrides(cfg, ["model.width=8", "model=cnn13"]).model_kw == {"width": 8}
