@@ -8,11 +8,15 @@ width 128; float64 (the precision check) at width 32, since float64 convolutions
 several times slower. The width is part of the problem name (cnn13-w128/a). The virtual
 step is SGD with momentum 0.9 and weight decay 5e-4 (fresh buffer), as in the papers' training.
 
+Also the two sweeps of `analysis.sweeps` (memory against K; `fd`'s error against r).
+
 Writes `results/estimators.csv` (problem, estimator, dtype, rel_error, cosine, ms, peak_mb;
 rel_error and cosine against `func` in the same dtype; ms the median and peak_mb the peak extra
 memory of one call), `results/estimators.md` and `results/estimators.png`. `plain_step` is one
 ordinary training step (forward, backward, SGD step) on the same labeled + unlabeled batch;
-`virtual_step` is θ₁ and ∇G(θ₁) alone, the floor of every exact one-step estimator.
+`virtual_step` is θ₁ and ∇G(θ₁) alone, the floor of every exact one-step estimator; `floor` adds
+one jvp of the coupled loss along the step direction, the floor of `forward` (the `x_floor`
+column of the Markdown divides by it).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bilevel.examples import BUILDERS, Batch
 from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
 
+from . import sweeps
 from .measure import fast_allocator, median_ms, peak_mb
 
 KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
@@ -113,6 +118,19 @@ def _virtual_step(problem, hp):
     return step
 
 
+def _forward_floor(problem, hp):
+    """The virtual step and one directional (jvp) pass of the coupled loss along w = c·∇G(θ₁),
+    without the λ-gradient: the floor of `forward`, which adds only reverse mode over λ."""
+
+    def step():
+        with Evaluator(problem) as ev:
+            w = ev.step_direction(ev.outer_grad(ev.first_step(hp)), hp)
+            const = {k: v.detach() for k, v in hp.items()}
+            return torch.func.jvp(lambda p: ev.coupled(p, const), (problem.params(),), (w,))
+
+    return step
+
+
 def _flat(grads: dict) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grads.values()]).double()
 
@@ -136,10 +154,19 @@ def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str
         rows.append(
             _row(problem_name, "plain_step", dtype, math.nan, math.nan, plain, repeats, dev)
         )
-        floor = _virtual_step(problem, hp)
-        rows.append(
-            _row(problem_name, "virtual_step", dtype, math.nan, math.nan, floor, repeats, dev)
-        )
+        for row_name, make in (("virtual_step", _virtual_step), ("floor", _forward_floor)):
+            rows.append(
+                _row(
+                    problem_name,
+                    row_name,
+                    dtype,
+                    math.nan,
+                    math.nan,
+                    make(problem, hp),
+                    repeats,
+                    dev,
+                )
+            )
         ref = _flat(hypergradient(problem, hp, "func"))
         for row_name, estimator, options in ESTIMATOR_ROWS:
             if estimator == "analytic" and setup.name != "linear":
@@ -178,6 +205,8 @@ def speed_ratios(frame: pd.DataFrame, dtype: str = "float32") -> dict:
     t = frame[(frame.problem == problem) & (frame.dtype == dtype)].set_index("estimator").ms
     fastest_exact = min(t["func"], t["forward"])
     return {
+        "func / higher": t["func"] / t["higher"],
+        "forward / floor (virtual step + one jvp of the coupled loss)": t["forward"] / t["floor"],
         "fd / plain_step": t["fd"] / t["plain_step"],
         "fd_no_lookahead / plain_step": t["fd_no_lookahead"] / t["plain_step"],
         "forward / plain_step": t["forward"] / t["plain_step"],
@@ -190,7 +219,9 @@ def speed_ratios(frame: pd.DataFrame, dtype: str = "float32") -> dict:
 def _markdown(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     plain = shown[shown.estimator == "plain_step"].set_index(["problem", "dtype"]).ms
+    floor = shown[shown.estimator == "floor"].set_index(["problem", "dtype"]).ms
     shown["x_plain"] = [r.ms / plain[(r.problem, r.dtype)] for r in shown.itertuples()]
+    shown["x_floor"] = [r.ms / floor[(r.problem, r.dtype)] for r in shown.itertuples()]
     text = shown.to_markdown(index=False, floatfmt=".3g") + "\n"
     if "float32" in set(frame.dtype):
         problem = next(p for p in frame[frame.dtype == "float32"].problem if p.startswith("cnn13"))
@@ -221,7 +252,7 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
     ax_t.set_title("Cost of one hypergradient (dashed: one plain step)")
     ax_t.legend(fontsize=8, ncol=2)
 
-    acc = frame[~frame.estimator.isin(["plain_step", "virtual_step", "func"])]
+    acc = frame[~frame.estimator.isin(["plain_step", "virtual_step", "floor", "func"])]
     all_problems = list(dict.fromkeys(acc.problem))
     for (name, dt), sub in acc.groupby(["estimator", "dtype"], sort=False):
         xs = [all_problems.index(p) for p in sub.problem]
@@ -251,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--ks", default="1,3,10", help="unrolled steps of the memory sweep")
     args = parser.parse_args(argv)
     fast_allocator()
     torch.manual_seed(0)
@@ -258,8 +290,17 @@ def main(argv: list[str] | None = None) -> None:
     widths = {dt: width[dt] for dt in args.dtypes.split(",")}
     run(args.out, widths, args.batch, args.repeats, args.device)
     print((args.out / "estimators.md").read_text())
-    names = ", ".join(str(args.out / f"estimators.{ext}") for ext in ("csv", "md", "png"))
-    print(f"wrote {names}")
+    dev = torch.device(args.device)
+    cnn = _setups(args.width, args.batch, torch.float32, dev)[0]
+    ks = tuple(int(k) for k in args.ks.split(","))
+    swept = sweeps.k_sweep(cnn, KINDS["a"], ks, dev)
+    print(f"\n{cnn.name}/a, float32, against K:\n")
+    print(sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"])))
+    radii = sweeps.r_sweep(_setups(args.width64, args.batch, torch.float64, dev), KINDS)
+    print("\nfd's relative error against r (float64):\n")
+    print(sweeps.save(radii, args.out, "fd_r", ("problem", "r", "rel_error")))
+    stems = ("estimators", "estimators_k", "fd_r")
+    print("wrote " + ", ".join(str(args.out / f"{s}.csv") for s in stems) + " (+ .md, .png)")
 
 
 if __name__ == "__main__":

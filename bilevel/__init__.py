@@ -6,7 +6,15 @@ grads = hypergradient(problem, hparams, estimator="forward")
 """
 
 from .adam import AdamConfig, AdamState
-from .estimators import ESTIMATORS, EXACT, GENERAL, check_optimizer, check_options, options_of
+from .estimators import (
+    ESTIMATORS,
+    EXACT,
+    GENERAL,
+    check_optimizer,
+    check_options,
+    choose,
+    options_of,
+)
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
@@ -26,6 +34,7 @@ __all__ = [
     "SGDConfig",
     "check_optimizer",
     "check_options",
+    "choose",
     "frozen_norm_stats",
     "hypergradient",
     "options_of",

@@ -93,13 +93,13 @@ class Evaluator:
     # -- gradients (graph-free unless asked) ---------------------------------------------------
     def inner_grad(self, params: Params, hparams: dict[str, Tensor]) -> Params:
         """∇_θ L_in(θ, λ) at `params`, with λ treated as a constant."""
-        leaves = _leaves(params)
+        leaves = leaves_of(params)
         const = {k: v.detach() for k, v in hparams.items()}
         return grad_dict(self.inner(leaves, const), leaves)
 
     def outer_grad(self, params: Params) -> Params:
         """v = ∇_θ G(θ) at `params`."""
-        leaves = _leaves(params)
+        leaves = leaves_of(params)
         return grad_dict(self.outer(leaves), leaves)
 
     def hparam_grad(self, params: Params, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -164,7 +164,8 @@ def axpy(x: Params, alpha: float, y: Params) -> Params:
     return {k: x[k] + alpha * y[k] for k in x}
 
 
-def _leaves(params: Params) -> Params:
+def leaves_of(params: Params) -> Params:
+    """Detached copies of `params` that require grad (fresh leaves of a new graph)."""
     return {k: v.detach().requires_grad_(True) for k, v in params.items()}
 
 

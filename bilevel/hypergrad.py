@@ -21,12 +21,13 @@ class NonFiniteError(ValueError):
 def hypergradient(
     problem: BilevelProblem,
     hparams: dict[str, Tensor],
-    estimator: str = "func",
+    estimator: str = "auto",
     *,
     allow_unused: bool = False,
     **options,
 ) -> dict[str, Tensor]:
-    """dG(θ_K(λ))/dλ for λ = `hparams`, by the named estimator (see `bilevel.ESTIMATORS`).
+    """dG(θ_K(λ))/dλ for λ = `hparams`, by the named estimator (see `bilevel.ESTIMATORS`; the
+    default `auto` picks the fastest exact one that serves the problem, `bilevel.choose`).
 
     Returns detached gradients, one per key of `hparams`, each shaped like its tensor. The
     model's parameters, buffers and the global random state are the same after the call as

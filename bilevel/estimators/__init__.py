@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .analytic import analytic
+from .auto import auto, choose  # noqa: F401 - re-exported by bilevel
 from .fd import fd
 from .forward import forward
 from .implicit import implicit
@@ -26,6 +27,7 @@ _TABLE: tuple[tuple[str, Estimator, str], ...] = (
     ("fd", fd, "K=1"),
     ("analytic", analytic, "K=1"),
     ("implicit", implicit, "K>=0"),
+    ("auto", auto, "K>=1"),
 )
 
 
@@ -38,10 +40,11 @@ def _build(table):
 
 
 ESTIMATORS, STEPS = _build(_TABLE)
-EXACT = ("higher", "func", "forward", "analytic")  # exact for the problems they serve
-# serve every one-step problem on every model (`analytic` needs a one-layer model; `implicit`
-# is a different quantity away from a stationary point)
-GENERAL = tuple(n for n in ESTIMATORS if n not in ("analytic", "implicit"))
+EXACT = ("higher", "func", "forward", "analytic", "auto")  # exact for the problems they serve
+# the estimators proper that serve every one-step problem on every model (`analytic` needs a
+# one-layer model; `implicit` is a different quantity away from a stationary point; `auto`
+# picks one of the others)
+GENERAL = tuple(n for n in ESTIMATORS if n not in ("analytic", "implicit", "auto"))
 
 
 def _positive(v: Any) -> bool:
@@ -52,6 +55,7 @@ def _positive(v: Any) -> bool:
 _OPTION_RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("fd", "r"): (_positive, "a finite number > 0"),
     ("fd", "lookahead"): (lambda v: isinstance(v, bool), "true or false"),
+    ("func", "checkpoint"): (lambda v: isinstance(v, bool), "true or false"),
     ("implicit", "method"): (lambda v: v in ("cg", "neumann"), "'cg' or 'neumann'"),
     ("implicit", "iters"): (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,

@@ -7,6 +7,7 @@ from analysis.compare import main, speed_ratios
 
 def test_compare_writes_table_and_figure(tmp_path):
     args = ["--width", "4", "--width64", "2", "--batch", "2", "--repeats", "1", "--device", "cpu"]
+    args += ["--ks", "1,2"]
     main(["--out", str(tmp_path), *args])
     frame = pd.read_csv(tmp_path / "estimators.csv")
     assert list(frame.columns) == [
@@ -32,7 +33,9 @@ def test_compare_writes_table_and_figure(tmp_path):
     }
     assert set(frame.dtype) == {"float64", "float32"}
     for problem in set(frame.problem):
-        assert {"plain_step", "virtual_step"} <= set(frame[frame.problem == problem].estimator)
+        assert {"plain_step", "virtual_step", "floor"} <= set(
+            frame[frame.problem == problem].estimator
+        )
     exact = frame[
         frame.estimator.isin(["higher", "forward", "analytic"]) & (frame.dtype == "float64")
     ]
@@ -45,3 +48,15 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert set(speed_ratios(frame)) >= {"fd / plain_step", "forward / plain_step"}
     assert (tmp_path / "estimators.png").stat().st_size > 10_000
     assert "Speed goals" in (tmp_path / "estimators.md").read_text()
+    assert "x_floor" in (tmp_path / "estimators.md").read_text()
+    swept = pd.read_csv(tmp_path / "estimators_k.csv")
+    assert set(zip(swept.estimator, swept.K, strict=True)) == {
+        (e, k) for e in ("func", "func_checkpoint", "higher") for k in (1, 2)
+    }
+    assert (swept.ms > 0).all()
+    radii = pd.read_csv(tmp_path / "fd_r.csv")
+    assert len(radii) == 7 * 7 and set(radii.problem) == set(
+        frame[frame.dtype == "float64"].problem
+    )
+    smallest = radii[radii.r == radii.r.min()]
+    assert (smallest.cosine > 0.99).all()  # float64: the smallest r is close on every problem

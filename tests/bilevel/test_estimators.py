@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from bilevel import hypergradient
+from bilevel import BilevelProblem, hypergradient
 from bilevel.examples import BUILDERS
 
 from .helpers import MODELS, batch, brute_force, cosine, flat, rel_error
@@ -108,3 +108,20 @@ def test_coupled_loss_is_used_and_changes_nothing(kind):
         assert rel_error(grads, hypergradient(whole, hp, name)) <= 1e-10, name
     wrong = dataclasses.replace(problem, coupled_loss=lambda f, h: 2 * problem.coupled_loss(f, h))
     assert rel_error(hypergradient(wrong, hp, "forward"), with_part["forward"]) > 0.5
+
+
+@pytest.mark.parametrize("model_name", ["mlp_dropout", "cnn_bn"])
+def test_checkpointed_unroll_equals_the_plain_one(model_name):
+    """`func(checkpoint=True)` recomputes each step in the backward pass: same numbers (the
+    random state is replayed, BatchNorm statistics frozen), through SGD and Adam steps."""
+    from .helpers import mlp
+
+    model = mlp(dropout=0.3) if model_name == "mlp_dropout" else MODELS[model_name]()
+    problem, hp = BUILDERS["a_imputed_away"](model, batch(), lr=0.3, steps=3, momentum=0.9)
+    plain = hypergradient(problem, hp, "func")
+    assert rel_error(hypergradient(problem, hp, "func", checkpoint=True), plain) <= 1e-14
+    adam = BilevelProblem(
+        model, problem.inner_loss, problem.outer_loss, lr=0.01, steps=3, optimizer="adam"
+    )
+    plain = hypergradient(adam, hp, "func")
+    assert rel_error(hypergradient(adam, hp, "func", checkpoint=True), plain) <= 1e-14

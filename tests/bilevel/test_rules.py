@@ -242,3 +242,18 @@ def test_estimator_options_out_of_range_name_the_option(name, options, message):
     problem, _ = _weighted_problem()
     with pytest.raises(ValueError, match=re.escape(message)):
         hypergradient(problem, {"w": torch.ones(3, dtype=torch.float64)}, name, **options)
+
+
+def test_auto_picks_the_fastest_exact_estimator_by_its_rule():
+    from bilevel import choose
+
+    one = _problem(model_name="mlp")
+    assert choose(one[0]) == "forward"
+    assert choose(_problem(model_name="linear")[0]) == "analytic"
+    assert choose(_problem(model_name="mlp", steps=3)[0]) == "func"
+    weights = _problem(model_name="linear", kind="c_weighting_net")
+    assert choose(weights[0]) == "forward"  # not ImputedTargets: no closed form
+    for problem, hp in (one, _problem(model_name="linear"), _problem(model_name="mlp", steps=3)):
+        ref = hypergradient(problem, hp, choose(problem))
+        got = hypergradient(problem, hp)  # the default is auto
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
