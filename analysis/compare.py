@@ -296,9 +296,12 @@ def main(argv: list[str] | None = None) -> None:
     swept = sweeps.k_sweep(cnn, KINDS["a"], ks, dev)
     print(f"\n{cnn.name}/a, float32, against K:\n")
     print(sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"])))
-    radii = sweeps.r_sweep(_setups(args.width64, args.batch, torch.float64, dev), KINDS)
-    print("\nfd's relative error against r (float64):\n")
-    print(sweeps.save(radii, args.out, "fd_r", ("problem", "r", "rel_error")))
+    radii = pd.concat(
+        sweeps.r_sweep(_setups(w, args.batch, getattr(torch, dt), dev), KINDS)
+        for dt, w in widths.items()
+    )
+    print("\nfd's relative error against r:\n")
+    print(sweeps.save(radii, args.out, "fd_r", (["dtype", "problem"], "r", "rel_error")))
     stems = ("estimators", "estimators_k", "fd_r")
     print("wrote " + ", ".join(str(args.out / f"{s}.csv") for s in stems) + " (+ .md, .png)")
 

@@ -1,9 +1,9 @@
 """The two sweeps of `make compare`: memory and time against the number of unrolled steps K
 (`func`, `func` with `checkpoint=True`, `higher`), and `fd`'s error against its step r (every
-problem, float64).
+problem, in each dtype).
 
 Writes `results/estimators_k.{csv,md}` (problem, estimator, K, ms, peak_mb) and
-`results/fd_r.{csv,md}` (problem, r, rel_error, cosine against `func`).
+`results/fd_r.{csv,md}` (problem, dtype, r, rel_error, cosine against `func` in that dtype).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def r_sweep(setups, kinds: dict[str, str], radii=RADII) -> pd.DataFrame:
                 rows.append(
                     {
                         "problem": f"{setup.name}/{short}",
+                        "dtype": str(setup.batch.x_lab.dtype).removeprefix("torch."),
                         "r": r,
                         "rel_error": float((got - ref).norm() / ref.norm()),
                         "cosine": float(torch.nn.functional.cosine_similarity(got, ref, dim=0)),

@@ -51,7 +51,7 @@ class Evaluator:
         self.model = problem.model
         self.device = next(iter(problem.params().values())).device
         self._stack = ExitStack()
-        self._first_grads: Params | None = None
+        self._first: tuple[list, Params] | None = None  # ((key, λ tensor)s, ∇_θ L_in(θ₀, λ))
 
     def __enter__(self) -> Self:
         devices = [self.device] if self.device.type == "cuda" else []
@@ -111,10 +111,18 @@ class Evaluator:
         return self.problem.optim.step(params, grads, state)
 
     def first_grads(self, hparams: dict[str, Tensor]) -> Params:
-        """∇_θ L_in(θ₀, λ), computed once per context."""
-        if self._first_grads is None:
-            self._first_grads = self.inner_grad(self.problem.params(), hparams)
-        return self._first_grads
+        """∇_θ L_in(θ₀, λ), computed once per context and λ (the same tensors)."""
+        values = list(hparams.items())
+        cached = self._first
+        if (
+            cached is None
+            or len(cached[0]) != len(values)
+            or any(
+                a[0] != b[0] or a[1] is not b[1] for a, b in zip(cached[0], values, strict=False)
+            )
+        ):
+            self._first = (values, self.inner_grad(self.problem.params(), hparams))
+        return self._first[1]
 
     def first_step(self, hparams: dict[str, Tensor]) -> Params:
         """θ₁ = one real optimizer step from θ₀ on L_in (no graph)."""

@@ -83,7 +83,7 @@ CIFAR10 = Config(
 SVHN = replace(CIFAR10, dataset="svhn", num_labels=1000, weight_decay=5e-5)
 CIFAR100 = replace(CIFAR10, dataset="cifar100", num_labels=10000)
 # Meta-Gradient SSL: the paper's first-order approximation is the default estimator
-METAGRAD = {"estimator": "fd", "estimator_options": {"fd": {"lookahead": False}}}
+METAGRAD = {"estimator": "fd", "estimator_options": {"fd": {"lookahead": False, "r": 0.01}}}
 # CIFAR-10 with WRN-28-2, 250 labels (FixMatch / MixMatch protocol)
 CIFAR10_WRN = Config(
     name="",

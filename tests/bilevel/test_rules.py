@@ -257,3 +257,15 @@ def test_auto_picks_the_fastest_exact_estimator_by_its_rule():
         ref = hypergradient(problem, hp, choose(problem))
         got = hypergradient(problem, hp)  # the default is auto
         assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_an_evaluator_steps_from_the_hparams_it_is_given_each_time():
+    """The first step's gradient is reused within a call for the same λ, never for another."""
+    from bilevel import Evaluator
+
+    problem, hp = _problem()
+    other = {k: v + 1.0 for k, v in hp.items()}
+    with Evaluator(problem) as ev:
+        a, b, again = ev.first_step(hp), ev.first_step(other), ev.first_step(hp)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], again[k]) for k in a)

@@ -101,7 +101,9 @@ def test_meta_gradient_fd_update_is_the_authors_formula():
     loss at θ, ε = 0.01/‖v‖, all in eval mode (authors' code)."""
     model, b = _model(bn=True), _batch()
     model(torch.randn(8, 1, 2, 2, dtype=DT))  # non-trivial running statistics
-    method = _method("meta_gradient", {}, model, estimator="fd", est_kw={"lookahead": False})
+    method = _method(
+        "meta_gradient", {}, model, estimator="fd", est_kw={"lookahead": False, "r": 0.01}
+    )
     y_hat, _ = method.targets(b)
 
     ref = copy.deepcopy(model).eval()
