@@ -65,6 +65,7 @@ class Config:
     eval_limit: int = 0  # evaluate on at most this many samples per split (0: all)
     snapshots: bool = False  # keep model, EMA and method state of every evaluation (analysis)
     device: str = "auto"
+    workers: int = -1  # batch-building processes (-1: none on CPU, cores − 1 up to 8 on CUDA)
 
     def estimator_kw(self) -> dict[str, Any]:
         """Options for the selected estimator (those set for other estimators are ignored)."""
@@ -87,6 +88,8 @@ class Config:
 
 
 _TOP = {f.name: f for f in fields(Config)}
+# settings that do not change a run's numbers: a resumed run may change them
+RUNTIME = ("workers",)
 _NOT_FLAT = ("name", "model_kw", "method_kw", "estimator_options")
 
 
@@ -278,6 +281,7 @@ def validate(cfg: Config) -> None:
         (cfg.val_size >= 0, "val_size", "val_size must be >= 0"),
         (cfg.num_labels >= 0, "num_labels", "num_labels must be >= 0"),
         (cfg.eval_limit >= 0, "eval_limit", "eval_limit must be >= 0 (0: all)"),
+        (cfg.workers >= -1, "workers", "workers must be >= 0, or -1 for the default"),
         (0 <= cfg.momentum < 1, "momentum", "momentum must be in [0, 1)"),
         (cfg.weight_decay >= 0, "weight_decay", "weight_decay must be >= 0"),
         (cfg.gamma > 0, "gamma", "gamma (the step schedule's factor) must be > 0"),

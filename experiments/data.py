@@ -8,7 +8,10 @@ resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -192,7 +195,12 @@ def stream(n: int, batch: int, step: int, seed: int, name: int) -> Tensor:
 
 
 class BatchMaker:
-    """`maker(step)` → the `methods.Batch` of that step, on `device`."""
+    """`maker(step)` → the `methods.Batch` of that step, on `device`.
+
+    In two halves, so that worker processes can build batches ahead of the training loop:
+    `host(step)` augments on the CPU and returns uint8 images with CPU targets (a pure function
+    of seed and step), `to_device(batch)` copies it (non-blocking from pinned memory) and
+    normalises the images on the device."""
 
     def __init__(
         self,
@@ -207,16 +215,19 @@ class BatchMaker:
         self.data, self.views, self.sizes, self.seed = data, views, sizes, seed
         self.total_steps, self.device, self.holdout = total_steps, device, holdout
         self.landmarks = data.task.kind == "landmarks"
+        self._mean = data.mean[:, None, None].to(device)
+        self._std = data.std[:, None, None].to(device)
 
     def normalise(self, x: Tensor) -> Tensor:
-        """uint8 → float in [0, 1] → per-channel standardisation (identity for landmarks)."""
-        x = x.float() / 255
-        return ((x - self.data.mean[:, None, None]) / self.data.std[:, None, None]).to(self.device)
+        """uint8 → (on the device) float in [0, 1] → per-channel standardisation (identity for
+        landmarks)."""
+        x = x.to(self.device, non_blocking=True).float() / 255
+        return (x - self._mean) / self._std
 
     def _targets(self, y: Tensor, offsets: Tensor | None) -> Tensor:
         if not self.landmarks:
-            return y.to(self.device)
-        return self.data.task.standardise(augment.shift_landmarks(y, offsets)).to(self.device)
+            return y
+        return self.data.task.standardise(augment.shift_landmarks(y, offsets))
 
     def _augmented(self, part: Part, idx: Tensor, g: torch.Generator):
         """Weak view of labeled samples, with their (shifted, standardised) targets."""
@@ -229,9 +240,30 @@ class BatchMaker:
         return self._finish(imgs), self._targets(part.y[idx], offsets)
 
     def _finish(self, imgs01: Tensor) -> Tensor:
-        return self.normalise((imgs01 * 255).round().clamp(0, 255).to(torch.uint8))
+        return (imgs01 * 255).round().clamp(0, 255).to(torch.uint8)
 
     def __call__(self, step: int) -> Batch:
+        return self.to_device(self.host(step))
+
+    def to_device(self, b: Batch) -> Batch:
+        """A `host` batch on the device, its images normalised there."""
+
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(self.device, non_blocking=True)
+
+        return dataclasses.replace(
+            b,
+            x=self.normalise(b.x),
+            y=move(b.y),
+            u=[self.normalise(v) for v in b.u],
+            u_offsets=None if b.u_offsets is None else [move(o) for o in b.u_offsets],
+            u_true=move(b.u_true),
+            hold_x=None if b.hold_x is None else self.normalise(b.hold_x),
+            hold_y=move(b.hold_y),
+        )
+
+    def host(self, step: int) -> Batch:
+        """The batch of `step` on the CPU, images as uint8 (a function of seed and step)."""
         d, s = self.data, self.sizes
         g = _generator(self.seed, step, 10)
         x, y = self._augmented(
@@ -241,7 +273,7 @@ class BatchMaker:
         if self.views:
             u_idx = stream(len(d.unlabeled), s["unlabeled"], step, self.seed, 2)
             u01 = d.unlabeled.x[u_idx].float() / 255
-            u_true = d.unlabeled.y[u_idx].to(self.device)
+            u_true = d.unlabeled.y[u_idx]
             for view in self.views:
                 off = augment.random_offsets(len(u_idx), d.source.max_shift, g)
                 if view == "strong":
@@ -250,7 +282,7 @@ class BatchMaker:
                     img = augment.translate(u01, off)
                     img = augment.hflip(img, g) if d.source.flip else img
                 views.append(self._finish(img))
-                offsets.append(off.to(self.device))
+                offsets.append(off)
         hold_x = hold_y = None
         if self.holdout:
             part = d.holdout if d.holdout is not None else d.labeled
@@ -267,3 +299,45 @@ class BatchMaker:
             hold_x=hold_x,
             hold_y=hold_y,
         )
+
+
+class _Steps(torch.utils.data.Dataset):
+    """Steps `start` … `stop` − 1 as a dataset of host batches (for worker processes)."""
+
+    def __init__(self, maker: BatchMaker, start: int, stop: int) -> None:
+        self.maker, self.start, self.stop = maker, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.maker.host(self.start + i)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # workers augment one batch each; the cores are for training
+
+
+def default_workers(device: torch.device) -> int:
+    """Worker processes when `workers=-1`: none on CPU (they would take the training's
+    cores), else one per core but one, at most 8."""
+    return 0 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def batches(maker: BatchMaker, start: int, stop: int, workers: int) -> Iterator[Batch]:
+    """The batches of steps `start` … `stop` − 1 in order, on the device. With `workers` > 0
+    they are built ahead by that many processes (`torch.utils.data.DataLoader`, pinned memory
+    on CUDA, 4 batches prefetched per worker); each is still the function of (seed, step) that
+    `maker(step)` computes, so the numbers do not depend on `workers`."""
+    if workers == 0:
+        yield from (maker(step) for step in range(start, stop))
+        return
+    loader = torch.utils.data.DataLoader(
+        _Steps(maker, start, stop),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=maker.device.type == "cuda",
+        prefetch_factor=4,
+        worker_init_fn=_one_thread,
+    )
+    yield from (maker.to_device(host) for host in loader)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError
+from .config import RUNTIME, ConfigError
 
 # what torch.load raises on a truncated, empty or garbage file
 UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
@@ -146,8 +146,12 @@ class RunDir:
                 json.dumps({k: v for k, v in (defaults or {}).items() if k not in old})
             )
             old = {**added, **old}
-            if old != config:
-                diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            diff = sorted(
+                k
+                for k in set(old) | set(config)
+                if old.get(k) != config.get(k) and k not in RUNTIME
+            )
+            if diff:
                 raise ConfigError(
                     f"{self.path} holds a run with a different config (differs in {diff}); "
                     "remove that directory, or change NAME or SEED"
@@ -213,7 +217,9 @@ class RunDir:
     def _check_owner(self, path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
         stored = json.loads(json.dumps(state.get("config", {})))
         config = json.loads(json.dumps(config))
-        differ = sorted(k for k in config if k in stored and stored[k] != config[k])
+        differ = sorted(
+            k for k in config if k in stored and stored[k] != config[k] and k not in RUNTIME
+        )
         if differ:
             shown = ", ".join(f"{k}={stored[k]!r} (this run: {config[k]!r})" for k in differ)
             raise CheckpointError(

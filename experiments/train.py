@@ -26,7 +26,7 @@ from methods.base import ema_decay, training_mode
 
 from . import sources
 from .config import Config, ConfigError, as_dict, config_defaults
-from .data import BatchMaker, SSLData, make_splits, mix_seed
+from .data import BatchMaker, SSLData, batches, default_workers, make_splits, mix_seed
 from .evaluate import evaluate, primary_metric
 from .models import MODELS
 from .rundir import RunDir
@@ -269,12 +269,14 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
         disable=not progress,
         unit="step",
     )
+    workers = cfg.workers if cfg.workers >= 0 else default_workers(run.device)
+    stream = batches(run.batches, start, cfg.steps, workers)
     tick, step = time.perf_counter(), start
     try:
-        for step in bar:
+        for step, batch in zip(bar, stream, strict=True):
             torch.manual_seed(mix_seed(seed, step, 0))
             try:
-                logs = run.method.train_step(run.batches(step))
+                logs = run.method.train_step(batch)
             except NonFiniteError as err:  # the model diverged inside the iteration
                 what = f"a meta step met non-finite values at step {step + 1} ({err})"
                 _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -55,6 +55,16 @@ class Batch:
         """A prediction made on view `u[0]`, moved into the frame of view `u[1]` (landmarks)."""
         offsets = self.u_offsets or [None, None]
         return task.transfer(pred, offsets[0], offsets[1])
+
+    def pin_memory(self) -> Batch:
+        """A copy with every tensor in pinned memory (`DataLoader(pin_memory=True)` calls it)."""
+
+        def pin(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return v.pin_memory()
+            return [pin(t) for t in v] if isinstance(v, list) else v
+
+        return replace(self, **{f.name: pin(getattr(self, f.name)) for f in fields(self)})
 
 
 def ema_decay(step: int, decay: float) -> float:

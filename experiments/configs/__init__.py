@@ -37,6 +37,7 @@ _NOT_COMPARED = (
     "eval_every",
     "eval_limit",
     "device",
+    "workers",
 )
 
 

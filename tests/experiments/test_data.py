@@ -1,5 +1,6 @@
 """Splits, index streams, batches (determinism), augmentation of landmarks, metrics."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -129,3 +130,28 @@ def test_imbalanced_split_has_long_tailed_class_counts(digits):
     assert torch.equal(data.test.y, balanced.test.y)
     with pytest.raises(ValueError, match=r"class 0 has .* fewer than the 100 labeled"):
         make_splits(digits, 0, val_size=100, imbalance=10.0, heads=(100, 90))
+
+
+@pytest.mark.parametrize("name", ["fixmatch_digits", "impute_v1_synthfaces"])
+def test_batches_built_by_workers_equal_those_built_in_process(name):
+    """Steps 3..8 from 2 worker processes are bit-identical to maker(step) (strong views,
+    landmark offsets and a hold-out batch included)."""
+    from experiments import configs
+    from experiments.config import smoke
+    from experiments.data import batches
+    from experiments.train import build
+
+    run = build(smoke(configs.get(name)), seed=1, scale="smoke")
+    here = list(batches(run.batches, 3, 9, workers=0))
+    ahead = list(batches(run.batches, 3, 9, workers=2))
+    assert [b.step for b in ahead] == list(range(3, 9))
+    for a, b in zip(here, ahead, strict=True):
+        for f in dataclasses.fields(a):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(va, torch.Tensor):
+                assert torch.equal(va, vb), f.name
+            elif isinstance(va, list):
+                assert all(torch.equal(x, y) for x, y in zip(va, vb, strict=True)), f.name
+            else:
+                assert va == vb, f.name
+    assert ahead[0].x.dtype == torch.float32 and ahead[0].u[0].dtype == torch.float32

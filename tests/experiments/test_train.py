@@ -310,3 +310,25 @@ def test_a_full_disk_stops_the_run_with_the_error_and_leaves_it_resumable(
     rows, summary = _comparable(run)
     whole_rows, whole = _comparable(tmp_path / "whole/mixup_digits/seed0")
     assert rows == whole_rows and {**summary, "run": whole["run"]} == whole
+
+
+def test_worker_processes_change_no_number_and_a_run_resumes_with_other_workers(
+    tmp_path, monkeypatch
+):
+    """Batches built ahead by 2 workers train to the numbers of in-process batches; a run cut at
+    step 25 with workers resumes without them (workers is a runtime setting) to the same end."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "here", progress=False)
+    ahead = apply_overrides(cfg, ["workers=2"])
+    train(ahead, 0, "smoke", root=tmp_path / "ahead", progress=False)
+    assert _comparable(tmp_path / "ahead/mixup_digits/seed0") == _comparable(
+        tmp_path / "here/mixup_digits/seed0"
+    )
+    undo = _cut_at(monkeypatch, 25)
+    with pytest.raises(KeyboardInterrupt):
+        train(ahead, 0, "smoke", root=tmp_path / "cut", progress=False)
+    undo()
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    assert _comparable(tmp_path / "cut/mixup_digits/seed0") == _comparable(
+        tmp_path / "here/mixup_digits/seed0"
+    )
