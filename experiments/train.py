@@ -31,6 +31,10 @@ from .evaluate import evaluate, primary_metric
 from .models import MODELS
 from .rundir import RunDir
 
+# steps between reads of the device's logs: the divergence check and the progress bar (also at
+# every evaluation, before its checkpoint is written)
+CHECK_EVERY = 50
+
 
 class Diverged(RuntimeError):
     """The training loss stopped being finite; the run directory keeps the last checkpoint."""
@@ -215,6 +219,35 @@ def _checkpoint_step(rows: list) -> int:
     return rows[-1][0] if rows else 0
 
 
+class _Watch:
+    """Finiteness of the training losses without a host synchronisation per step: a flag and
+    the first bad step stay on the device, with the logs of the last `CHECK_EVERY` steps, and
+    are read every `CHECK_EVERY` steps and at each evaluation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.bad_step = torch.tensor(-1, device=device)
+        self.recent: dict[int, dict[str, Any]] = {}
+
+    def add(self, step: int, logs: dict[str, Any]) -> None:
+        device = self.bad_step.device
+        losses = [
+            torch.as_tensor(v, device=device) for k, v in logs.items() if k.startswith("loss")
+        ]
+        finite = torch.stack([t.float() for t in losses]).isfinite().all()
+        self.bad_step = torch.where(finite | (self.bad_step >= 0), self.bad_step, step)
+        self.recent[step] = logs
+        self.recent.pop(step - CHECK_EVERY, None)
+
+    def first_bad(self) -> str | None:
+        """None, or what went wrong: the first step whose loss was not finite, with its logs."""
+        bad = int(self.bad_step)
+        if bad < 0:
+            return None
+        logs = self.recent.get(bad, {})
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(logs.items()))
+        return f"the training loss is not finite at step {bad + 1} ({terms})"
+
+
 def _diverged(cfg: Config, seed: int, rundir: RunDir, what: str, kept: int):
     """Raise `Diverged` saying `what` went wrong; `kept` is the checkpoint's step (0: none)."""
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
@@ -260,7 +293,9 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
         resumes = state.get("resumes", 0) + (start < cfg.steps)
         rundir.write_metrics(rows)  # metrics.csv as of the checkpoint, never ahead of it
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
-    running: dict[str, list[float]] = defaultdict(list)
+    running: dict[str, Any] = {}  # sums of the logs since the last evaluation (on the device)
+    counts: dict[str, int] = defaultdict(int)
+    watch = _Watch(run.device)
     bar = tqdm(
         range(start, cfg.steps),
         initial=start,
@@ -280,21 +315,24 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
             except NonFiniteError as err:  # the model diverged inside the iteration
                 what = f"a meta step met non-finite values at step {step + 1} ({err})"
                 _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))
-            if not all(math.isfinite(v) for k, v in logs.items() if k.startswith("loss")):
-                terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
-                what = f"the training loss is not finite at step {step + 1} ({terms})"
-                _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))
+            watch.add(step, logs)
             run.scheduler.step()
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
             for k, v in logs.items():
-                running[k].append(v)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+                running[k] = running.get(k, 0.0) + v
+                counts[k] += 1
             done = step + 1
-            if done % cfg.eval_every and done != cfg.steps:
+            evaluate_now = done % cfg.eval_every == 0 or done == cfg.steps
+            if evaluate_now or done % CHECK_EVERY == 0:
+                bad = watch.first_bad()
+                if bad is not None:
+                    _diverged(cfg, seed, rundir, bad, _checkpoint_step(rows))
+                bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+            if not evaluate_now:
                 continue
             elapsed += time.perf_counter() - tick
-            rows += [(done, "train", k, sum(v) / len(v)) for k, v in sorted(running.items())]
+            rows += [(done, "train", k, float(v) / counts[k]) for k, v in sorted(running.items())]
             rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
             rows.append((done, "time", "wall_time_s", elapsed))
             results = _evaluate_all(run, cfg)
@@ -302,6 +340,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
             if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
                 best = {"step": done, **results}
             running.clear()
+            counts.clear()
             if cfg.snapshots:
                 rundir.save_snapshot(done, _weights(run))
             rundir.save_checkpoint(

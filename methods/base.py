@@ -205,18 +205,20 @@ class Method:
         computed. Default: one step on `loss(batch)`."""
         yield Step(*self.loss(batch))
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> dict[str, Tensor | float]:
         """One iteration: for each `Step`, zero the gradients, backward, add its extra
-        gradients, step the optimizer. Logs `loss` (first step), `loss_2`, … and the steps' logs."""
+        gradients, step the optimizer. Logs `loss` (first step), `loss_2`, … and the steps' logs,
+        as 0-d tensors left on the device (no host synchronisation; the loop reads them when it
+        logs) or plain floats."""
         self.model.train()
-        logs: dict[str, float] = {}
+        logs: dict[str, Tensor | float] = {}
         for i, step in enumerate(self.losses(batch)):
             self.optimizer.zero_grad(set_to_none=True)
             step.loss.backward()
             add_grads(step.extra)
             self.optimizer.step()
             logs |= step.logs
-            logs["loss" if i == 0 else f"loss_{i + 1}"] = float(step.loss.detach())
+            logs["loss" if i == 0 else f"loss_{i + 1}"] = step.loss.detach()
         return logs
 
     def state_dict(self) -> dict[str, Any]:

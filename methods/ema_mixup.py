@@ -77,12 +77,12 @@ class EmaMixup(Method):
         w, logs = self.weights(batch, mixed)
         per = soft_cross_entropy(self.model(mixed.u), mixed.u_targets)
         loss = (w * per).sum() / w.sum().clamp_min(1.0)  # Σw = 0: no unlabeled term
-        logs = {"meta": loss.item(), **logs}
+        logs = {"meta": loss.detach(), **logs}
         if self.cfg.ict_weight:
             u, lam = batch.u[0], self.beta()
             perm = torch.randperm(len(u))
             target = lam * mixed.pseudo + (1 - lam) * mixed.pseudo[perm]
             ict = self.task.consistency(self.model(lam * u + (1 - lam) * u[perm]), target)
-            logs["ict"] = ict.item()
+            logs["ict"] = ict.detach()
             loss = loss + self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
         return loss, logs

@@ -28,11 +28,11 @@ class FixMatchConfig:
 
 def pseudo_label_counts(labels: Tensor, mask: Tensor, truth: Tensor | None) -> dict[str, float]:
     """Mask rate, and the numbers of correct and wrong pseudo labels that pass the threshold."""
-    logs = {"mask_rate": float(mask.float().mean())}
+    logs = {"mask_rate": mask.float().mean()}
     if truth is not None:
         passed = mask.bool()
-        logs["pl_correct"] = float((passed & (labels == truth)).sum())
-        logs["pl_wrong"] = float((passed & (labels != truth)).sum())
+        logs["pl_correct"] = (passed & (labels == truth)).sum().float()
+        logs["pl_wrong"] = (passed & (labels != truth)).sum().float()
     return logs
 
 
@@ -60,6 +60,6 @@ class FixMatch(Method):
         mask, logs = self.mask(batch, probs)
         sup = self.task.supervised(out_x, batch.y)
         unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
-        logs |= {"sup": sup.item(), "unsup": unsup.item()}
+        logs |= {"sup": sup.detach(), "unsup": unsup.detach()}
         logs |= pseudo_label_counts(labels, mask, batch.u_true)
         return sup + self.cfg.weight * unsup, logs

@@ -87,7 +87,7 @@ class Impute(MetaMethod):
             yield Step(*self.loss(batch, (self.updated(z, g), mask, logs)))
             return
         extra = self.psi_gradient(batch, g)
-        logs["psi_grad_norm"] = float(torch.cat([e.flatten() for _, e in extra]).norm())
+        logs["psi_grad_norm"] = torch.cat([e.flatten() for _, e in extra]).norm()
         yield Step(*self.loss(batch, (z, mask, logs)), extra)
 
     # the toolkit's formulation
@@ -122,11 +122,11 @@ class Impute(MetaMethod):
     def meta_logs(self, batch, problem, key, before, after, g) -> dict[str, float]:
         """‖g‖ and, every `log_every` steps, C^H after the virtual step with the targets
         before and after the update (paper Fig. 2)."""
-        logs = {"meta_grad_norm": g.norm().item()}
+        logs = {"meta_grad_norm": g.norm().detach()}
         if batch.step % self.cfg.log_every == 0:
             with Evaluator(problem) as ev:
                 for tag, value in (("before", before), ("after", after)):
-                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({key: value})).item()
+                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({key: value})).detach()
         return logs
 
     def updated(self, z: Tensor, g: Tensor) -> Tensor:

@@ -75,15 +75,15 @@ class MetaMethod(Method):
         optimizer: torch.optim.Optimizer,
         inner: InnerLoss,
         outer: OuterLoss,
-    ) -> float:
+    ) -> Tensor:
         """One step of `optimizer` on the parameters Θ of a hyperparameter network `net` along
-        dG/dΘ (`inner(f, Θ)` sees Θ by parameter name); returns ‖dG/dΘ‖."""
+        dG/dΘ (`inner(f, Θ)` sees Θ by parameter name); returns ‖dG/dΘ‖ (on the device)."""
         theta = {k: v.detach() for k, v in net.named_parameters()}
         grads = self.hypergradient(self.problem(inner, outer), theta)
         optimizer.zero_grad(set_to_none=True)
         add_grads([(p, grads[name]) for name, p in net.named_parameters()], replace=True)
         optimizer.step()
-        return float(torch.cat([g.flatten() for g in grads.values()]).norm())
+        return torch.cat([g.flatten() for g in grads.values()]).norm()
 
     def hypergradient(
         self, problem: BilevelProblem, hparams: dict[str, Tensor]

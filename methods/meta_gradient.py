@@ -59,6 +59,6 @@ class MetaGradient(MetaMethod, PLMixup):
             problem = self.problem(inner, outer)
             grad = self.hypergradient(problem, {"y": y_tilde})["y"]
         y_hat = renormalise(y_tilde - self.cfg.meta_scale * len(u) * grad)
-        moved = (y_hat - y_tilde).abs().sum(1).mean().item()
-        flipped = (y_hat.argmax(1) != y_tilde.argmax(1)).double().mean().item()
+        moved = (y_hat - y_tilde).abs().sum(1).mean().detach()
+        flipped = (y_hat.argmax(1) != y_tilde.argmax(1)).double().mean().detach()
         return y_hat, {"label_change_l1": moved, "label_flip_rate": flipped}

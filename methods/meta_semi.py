@@ -49,7 +49,7 @@ class MetaSemi(MetaMethod, EmaMixup):
         w0 = torch.zeros(len(inputs), dtype=targets.dtype, device=targets.device)
         grad = self.hypergradient(self.problem(inner, outer), {"w": w0})["w"]
         keep = (grad <= 0).to(targets.dtype)
-        return keep, {"kept": keep.mean().item()}
+        return keep, {"kept": keep.mean().detach()}
 
     def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:
         return self.sign_test(mixed.u, mixed.u_targets, mixed.x, mixed.x_targets)
@@ -67,9 +67,9 @@ class MetaSemi(MetaMethod, EmaMixup):
         keep, logs = self.sign_test(u, pseudo, batch.x, y_x)
         if batch.u_true is not None:
             right = pseudo.argmax(1) == batch.u_true
-            logs["kept_correct"] = (keep.bool() & right).sum().item()
-            logs["kept_wrong"] = (keep.bool() & ~right).sum().item()
+            logs["kept_correct"] = (keep.bool() & right).sum().float()
+            logs["kept_wrong"] = (keep.bool() & ~right).sum().float()
         mixed = self.mixed(batch, pseudo, keep)
         sup = soft_cross_entropy(self.model(mixed.x), mixed.x_targets).mean()
         meta = soft_cross_entropy(self.model(mixed.u), mixed.u_targets).mean()
-        return sup + meta, {"sup": sup.item(), "meta": meta.item(), **logs}
+        return sup + meta, {"sup": sup.detach(), "meta": meta.detach(), **logs}

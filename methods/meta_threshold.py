@@ -98,11 +98,11 @@ class MetaThreshold(MetaMethod, FixMatch):
             tau = self.thresholds(tgn_inputs(probs))
         q10, q50, q90 = torch.quantile(tau.float(), tau.new_tensor([0.1, 0.5, 0.9]).float())
         logs |= {
-            "tau_mean": tau.mean().item(),
-            "tau_std": tau.std().item() if len(tau) > 1 else 0.0,
-            "tau_q10": q10.item(),
-            "tau_q50": q50.item(),
-            "tau_q90": q90.item(),
+            "tau_mean": tau.mean().detach(),
+            "tau_std": tau.std().detach() if len(tau) > 1 else 0.0,
+            "tau_q10": q10.detach(),
+            "tau_q50": q50.detach(),
+            "tau_q90": q90.detach(),
         }
         return (probs.max(1).values >= tau).to(probs.dtype), logs
 

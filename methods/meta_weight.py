@@ -69,7 +69,7 @@ class MetaWeight(MetaMethod, PseudoLabel):
         norm = self.network_step(self.vnet, self.vnet_opt, inner, outer)
         with torch.no_grad():
             v = self.sample_weights(losses)
-        return mask * v, {"meta_grad_norm": norm, "weight_mean": v.mean().item()}
+        return mask * v, {"meta_grad_norm": norm, "weight_mean": v.mean().detach()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"vnet": self.vnet.state_dict(), "vnet_opt": self.vnet_opt.state_dict()}

@@ -50,4 +50,4 @@ class MixMatch(Method):
         sup = soft_cross_entropy(out[:n], mixed[:n]).mean()
         unsup = (out[n:].softmax(1) - mixed[n:]).pow(2).mean()
         weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        return sup + weight * unsup, {"sup": sup.item(), "unsup": unsup.item(), "mix": mu}
+        return sup + weight * unsup, {"sup": sup.detach(), "unsup": unsup.detach(), "mix": mu}

@@ -38,4 +38,4 @@ class Mixup(Method):
         sup = self.task.supervised(self.model(batch.x), batch.y)
         cons = self.task.consistency(self.model(mu * u + (1 - mu) * u[perm]), target)
         weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
-        return sup + weight * cons, {"sup": sup.item(), "unsup": cons.item(), "mix": mu}
+        return sup + weight * cons, {"sup": sup.detach(), "unsup": cons.detach(), "mix": mu}

@@ -65,4 +65,4 @@ class PLMixup(Method):
             )
             cls = soft_cross_entropy(self.model(x_in), y_in).mean()
         cons = self.task.consistency(self.model(u), y_hat)
-        return cls + w * cons, {"cls": cls.item(), "cons": cons.item(), **logs}
+        return cls + w * cons, {"cls": cls.detach(), "cons": cons.detach(), **logs}

@@ -68,8 +68,8 @@ class PseudoLabel(Method):
         unsup = self.unlabeled_loss(self.model(batch.u[1]), target, mask)
         weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
         return sup + weight * unsup, {
-            "sup": sup.item(),
-            "unsup": unsup.item(),
-            "mask_rate": float(mask.mean()),
+            "sup": sup.detach(),
+            "unsup": unsup.detach(),
+            "mask_rate": mask.float().mean(),
             **logs,
         }

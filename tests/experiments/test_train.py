@@ -332,3 +332,24 @@ def test_worker_processes_change_no_number_and_a_run_resumes_with_other_workers(
     assert _comparable(tmp_path / "cut/mixup_digits/seed0") == _comparable(
         tmp_path / "here/mixup_digits/seed0"
     )
+
+
+def test_divergence_is_read_at_a_bounded_interval_and_names_the_first_bad_step(
+    tmp_path, monkeypatch
+):
+    """Logs stay on the device; with evaluations far apart the loss is still checked every
+    CHECK_EVERY steps, and the message names the step it first went non-finite."""
+    from experiments.train import CHECK_EVERY
+
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=200", "eval_every=200"])
+    original, seen = Mixup.train_step, []
+
+    def nan_from_61(self, batch):
+        seen.append(batch.step)
+        logs = original(self, batch)
+        return {**logs, "loss": logs["loss"] * float("nan")} if batch.step >= 60 else logs
+
+    monkeypatch.setattr(Mixup, "train_step", nan_from_61)
+    with pytest.raises(Diverged, match=r"not finite at step 61 \(.*loss=nan.*no checkpoint"):
+        train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    assert max(seen) + 1 == 2 * CHECK_EVERY  # read at step 100, not at every step
