@@ -6,7 +6,7 @@ with w = c·v, v = ∇_θ G(θ₁) and c the momentum coefficient of the first s
 SGD). The error is O(ε²) on smooth networks; on piecewise-linear ones (ReLU, max-pool,
 Hardtanh) θ ± εw crosses kinks and it is O(ε), while rounding grows like u/ε (u the unit
 round-off). The default r = 1e-3 is the one with the smallest worst-case error over the
-`make compare` problems in float32 (≤ 0.5%; r = 1e-2, DARTS' and the Meta-Gradient paper's
+`make compare` problems in float32 (below 1%; r = 1e-2, DARTS' and the Meta-Gradient paper's
 value, reaches 7% on TCDCN); in float64, smaller r is better (1e-6: ≤ 2e-8 there).
 The two perturbed evaluations see the same batch and dropout masks.
 Only forward passes at θ₀ ± εw are needed (λ enters after the network in typical SSL losses).
