@@ -42,7 +42,7 @@ from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
 
 from . import sweeps
-from .measure import fast_allocator, median_ms, peak_mb
+from .measure import agreement, fast_allocator, median_ms, peak_mb
 
 KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
 # (row name, estimator, options); analytic only where it applies
@@ -131,10 +131,6 @@ def _forward_floor(problem, hp):
     return step
 
 
-def _flat(grads: dict) -> torch.Tensor:
-    return torch.cat([g.reshape(-1) for g in grads.values()]).double()
-
-
 def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str) -> pd.DataFrame:
     """`widths` maps each dtype to run ("float32", "float64") to its CNN-13 width."""
     dev = torch.device(device)
@@ -167,7 +163,7 @@ def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str
                     dev,
                 )
             )
-        ref = _flat(hypergradient(problem, hp, "func"))
+        ref = hypergradient(problem, hp, "func")
         for row_name, estimator, options in ESTIMATOR_ROWS:
             if estimator == "analytic" and setup.name != "linear":
                 continue
@@ -175,9 +171,7 @@ def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str
             def call(problem=problem, hp=hp, estimator=estimator, options=options):
                 return hypergradient(problem, hp, estimator, **options)
 
-            got = _flat(call())
-            rel = float((got - ref).norm() / ref.norm())
-            cos = float(torch.nn.functional.cosine_similarity(got, ref, dim=0))
+            rel, cos = agreement(call(), ref)
             rows.append(_row(problem_name, row_name, dtype, rel, cos, call, repeats, dev))
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Timing and peak memory of one call, on CPU or CUDA.
+"""Timing and peak memory of one call, on CPU or CUDA, and how close two gradients are.
 
 CPU peak memory is the rise of the process's peak resident set (VmHWM, reset through
 /proc/self/clear_refs) over the resident set before the call. For that to follow tensor
@@ -88,3 +88,14 @@ def peak_mb(fn: Callable[[], object], device: torch.device) -> float:
         return float("nan")
     finally:
         fast_allocator()
+
+
+def agreement(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(relative error ‖got − ref‖/‖ref‖, cosine) of two gradient dicts, flattened, in float64."""
+
+    def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([g.reshape(-1) for g in grads.values()]).double()
+
+    a, b = flat(got), flat(ref)
+    rel = float((a - b).norm() / b.norm())
+    return rel, float(torch.nn.functional.cosine_similarity(a, b, dim=0))

@@ -16,7 +16,7 @@ import torch
 from bilevel import hypergradient
 from bilevel.examples import BUILDERS
 
-from .measure import median_ms, peak_mb
+from .measure import agreement, median_ms, peak_mb
 
 # (row name, estimator, options)
 UNROLLED = (
@@ -59,23 +59,19 @@ def r_sweep(setups, kinds: dict[str, str], radii=RADII) -> pd.DataFrame:
             problem, hp = BUILDERS[kinds[short]](
                 setup.model, setup.batch, lr=0.1, momentum=0.9, weight_decay=5e-4
             )
-            ref = _flat(hypergradient(problem, hp, "func"))
+            ref = hypergradient(problem, hp, "func")
             for r in radii:
-                got = _flat(hypergradient(problem, hp, "fd", r=r))
+                rel, cos = agreement(hypergradient(problem, hp, "fd", r=r), ref)
                 rows.append(
                     {
                         "problem": f"{setup.name}/{short}",
                         "dtype": str(setup.batch.x_lab.dtype).removeprefix("torch."),
                         "r": r,
-                        "rel_error": float((got - ref).norm() / ref.norm()),
-                        "cosine": float(torch.nn.functional.cosine_similarity(got, ref, dim=0)),
+                        "rel_error": rel,
+                        "cosine": cos,
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def _flat(grads: dict) -> torch.Tensor:
-    return torch.cat([g.reshape(-1) for g in grads.values()]).double()
 
 
 def save(frame: pd.DataFrame, out: Path, stem: str, pivot: tuple) -> str:

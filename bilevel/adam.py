@@ -53,10 +53,11 @@ class AdamConfig:
     ) -> tuple[Tensor, float, dict[str, Tensor]]:
         """(m/(√v̂ + ε), 1 − β₁ᵗ, new state): θ ← θ − lr/(1 − β₁ᵗ)·m/(√v̂ + ε) in torch's order."""
         beta1, beta2 = self.betas
+        t = _next_step(state)
         if state:
-            t, m0, v0 = float(state["step"]) + 1, state["exp_avg"], state["exp_avg_sq"]
+            m0, v0 = state["exp_avg"], state["exp_avg_sq"]
         else:
-            t, m0, v0 = 1.0, torch.zeros_like(d), torch.zeros_like(d)
+            m0, v0 = torch.zeros_like(d), torch.zeros_like(d)
         m = torch.lerp(m0, d, 1 - beta1)
         v = v0 * beta2 + (1 - beta2) * d * d
         positive = v > 0
@@ -90,5 +91,10 @@ class AdamConfig:
             _, tangent = torch.func.jvp(
                 lambda x, s=s: self._direction(x, s)[0], (d,), (torch.ones_like(d),)
             )
-            out[name] = tangent / self._direction(d, s)[1]
+            out[name] = tangent / (1 - self.betas[0] ** _next_step(s))
         return out
+
+
+def _next_step(state: dict[str, Tensor] | None) -> float:
+    """t of the step about to be taken from `state` (1 from an empty state)."""
+    return float(state["step"]) + 1 if state else 1.0

@@ -51,7 +51,7 @@ class Evaluator:
         self.model = problem.model
         self.device = next(iter(problem.params().values())).device
         self._stack = ExitStack()
-        self._first: tuple[list, Params] | None = None  # ((key, λ tensor)s, ∇_θ L_in(θ₀, λ))
+        self._first: tuple[dict[str, Tensor], Params] | None = None  # (λ, ∇_θ L_in(θ₀, λ))
 
     def __enter__(self) -> Self:
         devices = [self.device] if self.device.type == "cuda" else []
@@ -112,16 +112,13 @@ class Evaluator:
 
     def first_grads(self, hparams: dict[str, Tensor]) -> Params:
         """∇_θ L_in(θ₀, λ), computed once per context and λ (the same tensors)."""
-        values = list(hparams.items())
         cached = self._first
         if (
             cached is None
-            or len(cached[0]) != len(values)
-            or any(
-                a[0] != b[0] or a[1] is not b[1] for a, b in zip(cached[0], values, strict=False)
-            )
+            or cached[0].keys() != hparams.keys()
+            or any(cached[0][k] is not v for k, v in hparams.items())
         ):
-            self._first = (values, self.inner_grad(self.problem.params(), hparams))
+            self._first = (dict(hparams), self.inner_grad(self.problem.params(), hparams))
         return self._first[1]
 
     def first_step(self, hparams: dict[str, Tensor]) -> Params:

@@ -22,6 +22,23 @@ from .sgd import SGDConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    """ "sgd", "adam" or "adamw" for a torch optimizer a virtual step can continue (AdamW also
+    as Adam with `decoupled_weight_decay`); TypeError for any other."""
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd"
+    if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        decoupled = isinstance(optimizer, torch.optim.AdamW) or any(
+            g.get("decoupled_weight_decay") for g in optimizer.param_groups
+        )
+        return "adamw" if decoupled else "adam"
+    raise TypeError(
+        f"the virtual step is SGD, Adam or AdamW; got {type(optimizer).__name__}. Build a "
+        "BilevelProblem with explicit settings to approximate another optimizer."
+    )
+
+
 ModelFn = Callable[[Tensor], Tensor]
 InnerLoss = Callable[[ModelFn, dict[str, Tensor]], Tensor]
 OuterLoss = Callable[[ModelFn], Tensor]
@@ -123,11 +140,7 @@ class BilevelProblem:
         """The virtual step of the real optimizer (`torch.optim.SGD`, `Adam` or `AdamW`, one
         param group): its current lr, settings and state (momentum buffers; Adam's step count
         and moments). `lr` overrides the learning rate (some methods take a larger virtual step)."""
-        if not isinstance(optimizer, torch.optim.SGD | torch.optim.Adam | torch.optim.AdamW):
-            raise TypeError(
-                f"the virtual step is SGD, Adam or AdamW; got {type(optimizer).__name__}. Build a "
-                "BilevelProblem with explicit settings to approximate another optimizer."
-            )
+        kind = optimizer_kind(optimizer)
         if len(optimizer.param_groups) != 1:
             raise ValueError("from_optimizer supports one param group")
         g = optimizer.param_groups[0]
@@ -138,7 +151,7 @@ class BilevelProblem:
         state = {by_id[id(p)]: optimizer.state.get(p, {}) for p in g["params"]}
         settings: dict = {"lr": float(g["lr"] if lr is None else lr), "steps": steps}
         settings["weight_decay"] = g["weight_decay"]
-        if isinstance(optimizer, torch.optim.SGD):
+        if kind == "sgd":
             settings |= {k: g[k] for k in ("momentum", "nesterov", "dampening")}
             settings["momentum_buffers"] = {
                 n: s["momentum_buffer"].detach().clone()
@@ -146,8 +159,7 @@ class BilevelProblem:
                 if s.get("momentum_buffer") is not None
             }
         else:
-            adamw = isinstance(optimizer, torch.optim.AdamW) or g.get("decoupled_weight_decay")
-            settings |= {"optimizer": "adamw" if adamw else "adam", "eps": g["eps"]}
+            settings |= {"optimizer": kind, "eps": g["eps"]}
             settings["betas"] = tuple(float(b) for b in g["betas"])
             settings["adam_state"] = {
                 n: {k: s[k].detach().clone() for k in ("step", "exp_avg", "exp_avg_sq")}

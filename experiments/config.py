@@ -304,11 +304,13 @@ def _check_estimator_options(options: dict[str, dict[str, Any]]) -> None:
     from bilevel import check_options
 
     for name, opts in options.items():
-        for option, value in (opts or {None: None}).items():
+        # the name alone first, then each option, so that the error names the bad key
+        checks = [(f"estimator.{name}", {})]
+        checks += [(f"estimator.{name}.{k}", {k: v}) for k, v in opts.items()]
+        for key, one in checks:
             try:
-                check_options(name, {} if option is None else {option: value})
+                check_options(name, one)
             except (TypeError, ValueError) as err:
-                key = ".".join(["estimator", name, *([option] if option else [])])
                 raise ConfigError(f"{key}: {err}") from None
 
 

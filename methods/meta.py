@@ -9,7 +9,7 @@ from torch import Tensor
 
 from bilevel import BilevelProblem, check_optimizer, hypergradient
 from bilevel.estimators.analytic import check_one_layer
-from bilevel.problem import InnerLoss, OuterLoss
+from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
 
 from .base import Method, add_grads
 
@@ -23,27 +23,22 @@ class MetaMethod(Method):
 
     def __init__(self, cfg, model, optimizer, *args, **kwargs):
         super().__init__(cfg, model, optimizer, *args, **kwargs)
-        adam = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
-        if not self.plain_virtual_step() and not (adam or isinstance(optimizer, torch.optim.SGD)):
-            raise ValueError(
-                f"{self.name}'s virtual step is the real optimizer's, which must be SGD, Adam or "
-                f"AdamW; got "
-                f"{type(optimizer).__name__}"
-                + (
+        if not self.plain_virtual_step():
+            try:
+                kind = optimizer_kind(optimizer)
+            except TypeError:
+                hint = (
                     " (method.protocol=authors takes a plain SGD step)"
                     if self.has_protocol()
                     else ""
                 )
-            )
+                raise ValueError(
+                    f"{self.name}'s virtual step is the real optimizer's, which must be SGD, Adam "
+                    f"or AdamW; got {type(optimizer).__name__}{hint}"
+                ) from None
+            check_optimizer(self.estimator, kind, optimizer.param_groups[0]["weight_decay"])
         if self.estimator == "analytic":
             check_one_layer(model)
-        if adam and not self.plain_virtual_step():
-            group = optimizer.param_groups[0]
-            decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get(
-                "decoupled_weight_decay"
-            )
-            kind = "adamw" if decoupled else "adam"
-            check_optimizer(self.estimator, kind, group["weight_decay"])
 
     def has_protocol(self) -> bool:
         return hasattr(self.cfg, "protocol")

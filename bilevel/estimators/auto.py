@@ -20,21 +20,21 @@ from .forward import forward
 from .unrolled import func
 
 
-def choose(problem: BilevelProblem) -> str:
-    """The name of the estimator `auto` runs on `problem`."""
+def choose(problem: BilevelProblem, hparams: dict[str, Tensor] | None = None) -> str:
+    """The name of the estimator `auto` runs on `problem` (with `hparams`: `analytic` covers
+    the imputed targets alone, so other keys beside them send it to `forward`)."""
     if problem.steps > 1:
         return "func"
-    if isinstance(problem.inner_loss, ImputedTargets):
-        try:
-            check_one_layer(problem.model)
-        except ValueError:
-            return "forward"
-        return "analytic"
-    return "forward"
+    loss = problem.inner_loss
+    if not isinstance(loss, ImputedTargets) or (hparams is not None and set(hparams) != {loss.key}):
+        return "forward"
+    try:
+        check_one_layer(problem.model)
+    except ValueError:
+        return "forward"
+    return "analytic"
 
 
 def auto(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
-    chosen = choose(problem)
-    if chosen == "analytic" and set(hparams) != {problem.inner_loss.key}:
-        chosen = "forward"  # analytic covers the imputed targets alone
+    chosen = choose(problem, hparams)
     return {"analytic": analytic, "forward": forward, "func": func}[chosen](problem, hparams)

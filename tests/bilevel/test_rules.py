@@ -249,7 +249,9 @@ def test_auto_picks_the_fastest_exact_estimator_by_its_rule():
 
     one = _problem(model_name="mlp")
     assert choose(one[0]) == "forward"
-    assert choose(_problem(model_name="linear")[0]) == "analytic"
+    linear, hp = _problem(model_name="linear")
+    assert choose(linear) == choose(linear, hp) == "analytic"
+    assert choose(linear, {**hp, "w": torch.zeros(3, dtype=torch.float64)}) == "forward"
     assert choose(_problem(model_name="mlp", steps=3)[0]) == "func"
     weights = _problem(model_name="linear", kind="c_weighting_net")
     assert choose(weights[0]) == "forward"  # not ImputedTargets: no closed form
