@@ -7,8 +7,12 @@ NAME  ?=
 SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
+# make sweep, and EXECUTOR= on check-meta, baselines and reproduce (analysis/cluster.py)
+PARALLEL ?= 2
+WAIT     ?= 1
+JOBS = $(if $(EXECUTOR),--executor $(EXECUTOR) --parallel $(PARALLEL))
 
-.PHONY: setup test lint format compare demo exp list baselines check-meta bench figures reproduce clean
+.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench figures reproduce clean
 
 setup: $(STAMP)
 
@@ -34,14 +38,21 @@ exp: $(STAMP)
 	@test -n "$(NAME)" || { $(PY) -m experiments --list; echo "usage: make exp NAME=<experiment> [SEED=0] [SCALE=smoke] [ARGS=\"key=value ...\"]"; exit 2; }
 	$(PY) -m experiments $(NAME) --seed $(SEED) --scale $(SCALE) $(ARGS)
 
+sweep: $(STAMP)
+	@test -n "$(NAME)" || { echo 'usage: make sweep NAME=<experiment> [SEEDS=0,1,2] [GRID="key=v1,v2 ..."] [SCALE=smoke] [ARGS="key=value ..."] [EXECUTOR=local|slurm] [PARALLEL=2] [WAIT=0] [PARTITION=name] [GPUS=1] [CPUS=10] [TIME_MIN=1440]'; exit 2; }
+	$(PY) -m analysis.cluster $(NAME) --seeds $(or $(SEEDS),$(SEED)) --scale $(SCALE) \
+		--executor $(or $(EXECUTOR),local) --parallel $(PARALLEL) $(if $(filter 0,$(WAIT)),--no-wait) \
+		$(if $(GRID),--grid "$(GRID)") $(if $(PARTITION),--partition $(PARTITION)) \
+		$(if $(GPUS),--gpus $(GPUS)) $(if $(CPUS),--cpus $(CPUS)) $(if $(TIME_MIN),--time-min $(TIME_MIN)) $(ARGS)
+
 list: $(STAMP)
 	$(PY) -m experiments --list
 
 baselines: $(STAMP)
-	$(PY) -m analysis.baselines
+	$(PY) -m analysis.baselines $(JOBS)
 
 check-meta: $(STAMP)
-	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS))
+	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS)) $(JOBS)
 
 bench: $(STAMP)
 	$(PY) -m analysis.bench
@@ -50,7 +61,7 @@ figures: $(STAMP)
 	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
 
 reproduce: $(STAMP)
-	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
+	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(JOBS)
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

@@ -120,7 +120,9 @@ def report_missing(ctx: Context, missing: dict[str, list]) -> None:
     print(f"make reproduce{scale} makes every missing run, then the figures", file=sys.stderr)
 
 
-def parse(argv: list[str] | None, description: str) -> tuple[Context, list[Figure]]:
+def parse(
+    argv: list[str] | None, description: str
+) -> tuple[Context, list[Figure], argparse.Namespace]:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--scale", choices=("full", "smoke"), default="full")
     parser.add_argument("--out", type=Path, default=None, help="default: figures[/smoke]")
@@ -128,13 +130,21 @@ def parse(argv: list[str] | None, description: str) -> tuple[Context, list[Figur
         "--seeds", type=seed_list, default="0,1", help="seeds of figures that show spread"
     )
     parser.add_argument("--only", nargs="*", help="figure names")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default=None,
+        help="make reproduce: train missing runs as submitit jobs",
+    )
+    parser.add_argument("--parallel", type=int, default=2, help="jobs at a time")
     args = parser.parse_args(argv)
     out = args.out or (Path("figures") / ("smoke" if args.scale == "smoke" else ""))
-    return Context(out=out, scale=args.scale, seeds=tuple(args.seeds)), select(args.only)
+    ctx = Context(out=out, scale=args.scale, seeds=tuple(args.seeds))
+    return ctx, select(args.only), args
 
 
 def main(argv: list[str] | None = None) -> int:
-    ctx, figures = parse(argv, __doc__.split("\n")[0])
+    ctx, figures, _ = parse(argv, __doc__.split("\n")[0])
     missing = build_all(ctx, figures)
     if missing:
         report_missing(ctx, missing)

@@ -3,6 +3,7 @@ then build the figures. One line per run with its position, the time so far and 
 progress bar.
 
     python -m analysis.reproduce [--scale smoke] [--seeds 0,1] [--only NAME ...]
+        [--executor local|slurm] [--parallel N]     (train the missing runs as submitit jobs)
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import time
 
 from experiments.cli import run_cli
 
+from .cluster import run_missing
 from .figures import all_needs, build_all, parse, report_missing
 from .seeds import ensure_run
 
 
 def main(argv: list[str] | None = None) -> int:
-    ctx, figures = parse(argv, __doc__.split("\n")[0])
+    ctx, figures, args = parse(argv, __doc__.split("\n")[0])
     needs = all_needs(ctx, figures)
     todo = [(spec, seed) for spec, seed in needs if not ctx.done(spec, seed)]
     print(f"{len(needs)} runs needed, {len(needs) - len(todo)} already finished", flush=True)
     start = time.perf_counter()
-    for i, (spec, seed) in enumerate(todo, 1):
+    if args.executor is not None:  # EXECUTOR=local|slurm: as submitit jobs
+        run_missing(todo, args.executor, args.parallel, ctx.scale)
+    for i, (spec, seed) in enumerate([] if args.executor else todo, 1):
         minutes = (time.perf_counter() - start) / 60
         print(f"[{i}/{len(todo)}, {minutes:.1f} min] {spec.title} seed {seed}", flush=True)
         ensure_run(spec, seed, ctx.scale, ctx.root)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import configs
-from experiments.config import apply_overrides, smoke
+from experiments.config import Config, apply_overrides, smoke
 from experiments.rundir import RunDir, run_name
+from experiments.stop import StopRequest
 from experiments.train import train
 
 
@@ -32,14 +33,26 @@ class Spec:
         return self.label or run_name(self.name, list(self.overrides))
 
 
-def ensure_run(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> dict:
+def config_of(spec: Spec, scale: str = "full") -> Config:
+    """The resolved config of `spec` (a bad key or value is a ConfigError here)."""
+    cfg = configs.get(spec.name)
+    return apply_overrides(smoke(cfg) if scale == "smoke" else cfg, list(spec.overrides))
+
+
+def ensure_run(
+    spec: Spec,
+    seed: int,
+    scale: str = "full",
+    root: Path | None = None,
+    progress: bool = True,
+    stop: StopRequest | None = None,
+) -> dict:
     """The summary of `spec` at `seed`, training it first unless it already finished."""
     if is_done(spec, seed, scale, root):
         return summary(spec, seed, scale, root)
-    cfg = configs.get(spec.name)
-    cfg = apply_overrides(smoke(cfg) if scale == "smoke" else cfg, list(spec.overrides))
     run_id = run_name(spec.name, list(spec.overrides), scale)
-    return train(cfg, seed, scale, root=root, run_id=run_id)
+    cfg = config_of(spec, scale)
+    return train(cfg, seed, scale, root=root, run_id=run_id, progress=progress, stop=stop)
 
 
 def collect(
@@ -71,6 +84,11 @@ def collect_groups(
     return pd.concat([collect(s, seeds, scale, root) for s, seeds in groups], ignore_index=True)
 
 
+def runs_of(groups: list[tuple[list[Spec], list[int]]]) -> list[tuple[Spec, int]]:
+    """Every (spec, seed) of `collect_groups`' groups."""
+    return [(spec, seed) for specs, seeds in groups for spec in specs for seed in seeds]
+
+
 def seed_list(text: str) -> list[int]:
     """ "0,1,2" → [0, 1, 2] (command-line seeds)."""
     return [int(s) for s in text.split(",")]
@@ -88,6 +106,13 @@ def check_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--scale", choices=("full", "smoke"), default="full")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default=None,
+        help="train missing runs as submitit jobs (default: one after another in-process)",
+    )
+    parser.add_argument("--parallel", type=int, default=2, help="jobs at a time")
     return parser
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from . import configs
 from .cli import run_cli
 from .config import apply_overrides, smoke
 from .rundir import run_name
+from .stop import StopRequest
 from .train import train
 
 
@@ -38,7 +40,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = smoke(cfg) if args.scale == "smoke" else cfg
     cfg = apply_overrides(cfg, args.overrides)
     run_id = run_name(args.name, args.overrides, args.scale)
-    summary = train(cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id)
+    with StopRequest.on(signal.SIGTERM) as stop:  # `kill`: checkpoint this step, then stop
+        summary = train(
+            cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id, stop=stop
+        )
     print(json.dumps({k: summary[k] for k in ("run", "seed", "final", "wall_time_s")}, indent=2))
     return 0
 

@@ -4,6 +4,7 @@ in one `error:` (or `interrupted`) paragraph and an exit status, never a traceba
     exit 2    configuration, data, file-system or checkpoint error (nothing was trained)
     exit 1    the run diverged (its directory keeps the last checkpoint)
     exit 130  Ctrl-C (the run directory keeps its last checkpoint; the same command resumes)
+    exit 143  SIGTERM (a checkpoint of the step it was in is written; the same command resumes)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from .config import ConfigError
 from .sources import DataError
+from .stop import Stopped
 from .train import Diverged, Interrupted
 
 
@@ -42,6 +44,9 @@ def run_cli(main: Callable[[], int | None], again: str = "The same command") -> 
             file=sys.stderr,
         )
         return 130
+    except Stopped as err:
+        print(f"\n{err}. {again} resumes from step {err.step}.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\ninterrupted (no run was training; nothing to resume)", file=sys.stderr)
         return 130

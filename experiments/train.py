@@ -30,6 +30,7 @@ from .data import BatchMaker, SSLData, batches, default_workers, make_splits, mi
 from .evaluate import evaluate, primary_metric
 from .models import MODELS
 from .rundir import RunDir
+from .stop import Stopped, StopRequest
 
 # steps between reads of the device's logs: the divergence check and the progress bar (also at
 # every evaluation, before its checkpoint is written)
@@ -248,6 +249,24 @@ class _Watch:
         return f"the training loss is not finite at step {bad + 1} ({terms})"
 
 
+def _state(run, done, rows, best, elapsed, resumes, stored, extra=None) -> dict[str, Any]:
+    """What `ckpt.pt` holds after step `done`: weights, optimizer and schedule, the metrics so
+    far, the best evaluation, time, the full config (and `extra`: log sums between evaluations)."""
+    return {
+        **_weights(run),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "step": done,
+        "metrics": rows,
+        "best": best,
+        "elapsed": elapsed,
+        "resumes": resumes,
+        "rng": {"torch": torch.get_rng_state()},
+        "config": stored,
+        **(extra or {}),
+    }
+
+
 def _diverged(cfg: Config, seed: int, rundir: RunDir, what: str, kept: int):
     """Raise `Diverged` saying `what` went wrong; `kept` is the checkpoint's step (0: none)."""
     kept_at = f"its last checkpoint (step {kept})" if kept else "no checkpoint (none was due yet)"
@@ -266,19 +285,24 @@ def train(
     root: Path | None = None,
     progress: bool = True,
     run_id: str | None = None,
+    stop: StopRequest | None = None,
 ) -> dict[str, Any]:
-    """Train `cfg` with `seed` into `root/<run_id or cfg.name>/seed<seed>/` (resuming if there)."""
+    """Train `cfg` with `seed` into `root/<run_id or cfg.name>/seed<seed>/` (resuming if there).
+    When `stop` becomes true, a checkpoint is written at the end of the current step and
+    `Stopped` is raised; the same call resumes from that step."""
     run = build(cfg, seed, scale)  # bad settings or data stop here, before any file is written
     rundir = RunDir.for_run(run_id or cfg.name, seed, root)
     stored = {**as_dict(cfg), "seed": seed, "scale": scale}
     with rundir.lock():
         rundir.start(stored, config_defaults())
-        return _train(cfg, seed, scale, run, rundir, stored, progress, run_id)
+        return _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop)
 
 
-def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str, Any]:
+def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dict[str, Any]:
     state = rundir.load_checkpoint(stored)
     start, rows, best, elapsed, resumes = 0, [], None, 0.0, 0
+    running: dict[str, Any] = {}  # sums of the logs since the last evaluation (on the device)
+    counts: dict[str, int] = defaultdict(int)
     if state is not None:
         load_weights(run, state)
         run.optimizer.load_state_dict(state["optimizer"])
@@ -291,10 +315,11 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
         )
         # the steps after this checkpoint were trained and lost: their time is not counted
         resumes = state.get("resumes", 0) + (start < cfg.steps)
+        # a checkpoint written on a stop request, between evaluations, carries the log sums
+        running.update(state.get("running", {}))
+        counts.update(state.get("counts", {}))
         rundir.write_metrics(rows)  # metrics.csv as of the checkpoint, never ahead of it
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
-    running: dict[str, Any] = {}  # sums of the logs since the last evaluation (on the device)
-    counts: dict[str, int] = defaultdict(int)
     watch = _Watch(run.device)
     bar = tqdm(
         range(start, cfg.steps),
@@ -324,11 +349,18 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
                 counts[k] += 1
             done = step + 1
             evaluate_now = done % cfg.eval_every == 0 or done == cfg.steps
-            if evaluate_now or done % CHECK_EVERY == 0:
+            if evaluate_now or done % CHECK_EVERY == 0 or stop:
                 bad = watch.first_bad()
                 if bad is not None:
                     _diverged(cfg, seed, rundir, bad, _checkpoint_step(rows))
                 bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+            if stop and not evaluate_now:  # checkpoint this step, with the log sums
+                partial = elapsed + time.perf_counter() - tick
+                extra = {"running": running, "counts": dict(counts)}
+                rundir.save_checkpoint(
+                    _state(run, done, rows, best, partial, resumes, stored, extra)
+                )
+                raise Stopped(stop.reason, done, rundir.path)
             if not evaluate_now:
                 continue
             elapsed += time.perf_counter() - tick
@@ -343,22 +375,11 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id) -> dict[str,
             counts.clear()
             if cfg.snapshots:
                 rundir.save_snapshot(done, _weights(run))
-            rundir.save_checkpoint(
-                {
-                    **_weights(run),
-                    "optimizer": run.optimizer.state_dict(),
-                    "scheduler": run.scheduler.state_dict(),
-                    "step": done,
-                    "metrics": rows,
-                    "best": best,
-                    "elapsed": elapsed,
-                    "resumes": resumes,
-                    "rng": {"torch": torch.get_rng_state()},
-                    "config": stored,
-                }
-            )
+            rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
             rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             tick = time.perf_counter()
+            if stop:
+                raise Stopped(stop.reason, done, rundir.path)
     except KeyboardInterrupt:
         raise Interrupted(step, _checkpoint_step(rows), rundir.path) from None
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments import configs
 from experiments.__main__ import main as exp_main
 from experiments.config import ConfigError, apply_overrides, smoke
+from experiments.stop import Stopped, StopRequest
 from experiments.train import Diverged, train
 from methods.mixup import Mixup
 
@@ -97,6 +99,31 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
 
 
+def test_a_stop_request_checkpoints_the_step_and_the_rerun_resumes_there(tmp_path, monkeypatch):
+    """A stop requested during step 25 (checkpoints every 10): a checkpoint at step 25 with the
+    log sums since step 20, and the rerun trains steps 26-40 only, ending with the numbers of an
+    uninterrupted run (metrics rows included)."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    original, stop, trained = Mixup.train_step, StopRequest(), []
+
+    def stop_at_25(self, batch):
+        trained.append(batch.step)
+        if batch.step == 24:
+            stop.request(signal.SIGTERM)
+        return original(self, batch)
+
+    monkeypatch.setattr(Mixup, "train_step", stop_at_25)
+    with pytest.raises(Stopped, match="stopped by SIGTERM: checkpoint written at step 25") as info:
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False, stop=stop)
+    run = tmp_path / "cut/mixup_digits/seed0"
+    assert info.value.step == 25 and torch.load(run / "ckpt.pt", weights_only=False)["step"] == 25
+    trained.clear()
+    summary = train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    assert trained == list(range(25, 40)) and summary["resumes"] == 1
+    assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+
+
 def test_a_run_whose_loss_turns_nan_stops_and_keeps_its_checkpoint(tmp_path, monkeypatch):
     cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
     original = Mixup.train_step
@@ -134,8 +161,11 @@ def test_a_meta_step_on_a_diverged_model_stops_the_run(tmp_path, monkeypatch, ca
     assert "a meta step met non-finite values at step 1 (hparams['p'] has non-finite" in err
 
 
-def test_killed_process_resumes(tmp_path):
-    """SIGKILL `python -m experiments` after its first checkpoint, then run the same command."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_process_resumes(tmp_path, sig):
+    """Kill `python -m experiments` after its first checkpoint, then run the same command.
+    SIGKILL loses the steps after that checkpoint; SIGTERM writes one at the step it is in,
+    says so and exits 143."""
     env = {**os.environ, "RUNS_ROOT": str(tmp_path / "runs")}
     cmd = [
         sys.executable,
@@ -150,14 +180,18 @@ def test_killed_process_resumes(tmp_path):
     ]
     run = "supervised_digits+eval_every=100+steps=1500+smoke"
     ckpt = tmp_path / "runs" / run / "seed0/ckpt.pt"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    proc.send_signal(sig)
+    err = proc.communicate()[1].decode()
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 143), err
     assert not (ckpt.parent / "summary.json").exists()
+    if sig == signal.SIGTERM:
+        step = torch.load(ckpt, weights_only=False)["step"]
+        assert f"stopped by SIGTERM: checkpoint written at step {step} in " in err
+        assert f"resumes from step {step}." in err
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     env["RUNS_ROOT"] = str(tmp_path / "whole")
     subprocess.run(cmd, env=env, check=True, capture_output=True)
