@@ -66,6 +66,7 @@ class Config:
     snapshots: bool = False  # keep model, EMA and method state of every evaluation (analysis)
     device: str = "auto"
     workers: int = -1  # batch-building processes (-1: none on CPU, cores − 1 up to 8 on CUDA)
+    tensorboard: bool = True  # TensorBoard event files in <run>/tb/ at each evaluation
 
     def estimator_kw(self) -> dict[str, Any]:
         """Options for the selected estimator (those set for other estimators are ignored)."""
@@ -89,7 +90,7 @@ class Config:
 
 _TOP = {f.name: f for f in fields(Config)}
 # settings that do not change a run's numbers: a resumed run may change them
-RUNTIME = ("workers",)
+RUNTIME = ("workers", "tensorboard")
 _NOT_FLAT = ("name", "model_kw", "method_kw", "estimator_options")
 
 

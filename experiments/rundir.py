@@ -6,6 +6,7 @@
     ckpt.pt       model, EMA, optimizer, scheduler, method state, step, RNG states, metrics, config
     ckpt.prev.pt  the checkpoint before it, kept until a new one is written and verified
     snapshots/step<N>.pt   model, EMA and method state at each evaluation (config `snapshots`)
+    tb/           TensorBoard event files of the metrics.csv rows (config `tensorboard`)
     .lock         held by the one process that writes the run (its pid and host inside)
 
 Every file is written to a temporary name of its own and renamed, so a kill never leaves a torn

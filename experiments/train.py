@@ -28,6 +28,7 @@ from . import sources
 from .config import Config, ConfigError, as_dict, config_defaults
 from .data import BatchMaker, SSLData, batches, default_workers, make_splits, mix_seed
 from .evaluate import evaluate, primary_metric
+from .events import Events
 from .models import MODELS
 from .rundir import RunDir
 from .stop import Stopped, StopRequest
@@ -329,6 +330,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         disable=not progress,
         unit="step",
     )
+    events = Events(rundir.path, start, cfg.tensorboard)
     workers = cfg.workers if cfg.workers >= 0 else default_workers(run.device)
     stream = batches(run.batches, start, cfg.steps, workers)
     tick, step = time.perf_counter(), start
@@ -375,6 +377,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
             counts.clear()
             if cfg.snapshots:
                 rundir.save_snapshot(done, _weights(run))
+            events.write([r for r in rows if r[0] == done])  # purged on resume if ahead
             rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
             rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             tick = time.perf_counter()
@@ -382,6 +385,8 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 raise Stopped(stop.reason, done, rundir.path)
     except KeyboardInterrupt:
         raise Interrupted(step, _checkpoint_step(rows), rundir.path) from None
+    finally:
+        events.close()
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {
         "name": cfg.name,

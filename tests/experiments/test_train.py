@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments import configs
 from experiments.__main__ import main as exp_main
 from experiments.config import ConfigError, apply_overrides, smoke
+from experiments.rundir import RunDir
 from experiments.stop import Stopped, StopRequest
 from experiments.train import Diverged, train
 from methods.mixup import Mixup
@@ -97,6 +99,59 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     summary = train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
     assert summary["resumes"] == 1  # its wall time lacks the lost steps 21-25, and says so
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+    assert _events(run) == _events(tmp_path / "whole/mixup_digits/seed0") == _csv_scalars(run)
+
+
+def _events(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """The TensorBoard scalars of a run, by tag: (step, value) (time rows left out)."""
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    return {
+        tag: [(e.step, pytest.approx(e.value, rel=1e-6)) for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["scalars"]
+        if not tag.startswith("time/")
+    }
+
+
+def _csv_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list] = {}
+    for r in _rows(run / "metrics.csv"):
+        if r["split"] != "time":
+            out.setdefault(f"{r['split']}/{r['metric']}", []).append(
+                (int(r["step"]), float(r["value"]))
+            )
+    return out
+
+
+def test_events_written_before_a_lost_checkpoint_are_purged_on_resume(tmp_path, monkeypatch):
+    """Killed after step 30's events but before its checkpoint: the rerun resumes from step 20
+    and TensorBoard shows step 30 once, with the resumed run's values."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    original = RunDir.save_checkpoint
+
+    def dies_at_30(self, state):
+        if state["step"] == 30:
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", dies_at_30)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    assert _events(tmp_path / "cut/mixup_digits/seed0") == _events(
+        tmp_path / "whole/mixup_digits/seed0"
+    )
+
+
+def test_tensorboard_false_writes_no_event_files(tmp_path):
+    cfg = apply_overrides(
+        smoke(configs.get("supervised_digits")), ["steps=10", "tensorboard=false"]
+    )
+    train(cfg, 0, "smoke", root=tmp_path, progress=False)
+    run = tmp_path / "supervised_digits/seed0"
+    assert (run / "summary.json").is_file() and not (run / "tb").exists()
 
 
 def test_a_stop_request_checkpoints_the_step_and_the_rerun_resumes_there(tmp_path, monkeypatch):

@@ -1,0 +1,33 @@
+"""TensorBoard event files next to `metrics.csv`: every row of an evaluation as a scalar
+`<split>/<metric>` at its step, written when `metrics.csv` is (so never ahead of the checkpoint).
+
+    tensorboard --logdir runs/          # every run, live; a sweep's runs side by side
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class Events:
+    """A writer for `<run>/tb/`; `enabled=False` writes nothing. On resume from step `start`,
+    events written after `start` by a process that was lost are discarded (`purge_step`)."""
+
+    def __init__(self, run: Path, start: int, enabled: bool = True) -> None:
+        self.writer = None
+        if enabled:
+            self.writer = SummaryWriter(str(run / "tb"), purge_step=start + 1 if start else None)
+
+    def write(self, rows: list[tuple[int, str, str, float]]) -> None:
+        """(step, split, metric, value) rows as scalars; flushed to disk at once."""
+        if self.writer is None:
+            return
+        for step, split, metric, value in rows:
+            self.writer.add_scalar(f"{split}/{metric}", value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
