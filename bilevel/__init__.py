@@ -18,6 +18,7 @@ from .estimators import (
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
+from .parallel import Shard
 from .problem import BilevelProblem
 from .sgd import SGDConfig, sgd_step
 
@@ -32,6 +33,7 @@ __all__ = [
     "ImputedTargets",
     "NonFiniteError",
     "SGDConfig",
+    "Shard",
     "check_optimizer",
     "check_options",
     "choose",

@@ -11,6 +11,9 @@ Every estimator works inside one `Evaluator` context, which fixes the rules of D
   all estimators. (Methods that want the Meta-Gradient authors' eval-mode meta step call
   `model.eval()` before the estimator.) Other modules that write buffers in `forward` are
   not supported.
+* Data parallelism: with a `problem.shard` over several ranks, the parameters and the
+  `replicated` hyperparameters enter the losses through `shard.use` (`bilevel.parallel`), so
+  every gradient below is the global one.
 * Randomness: every loss evaluation starts from the random state at the time the context was
   entered, so perturbed evaluations (θ ± εv) and all estimators see the same dropout masks;
   the global random state is restored on exit.
@@ -73,18 +76,28 @@ class Evaluator:
     # -- the model function and the two losses -------------------------------------------------
     def f(self, params: Params) -> ModelFn:
         """The model evaluated at `params` (trainable parameters; the rest come from the model)."""
+        shard = self.problem.shard
+        if shard.parallel:
+            params = {k: shard.use(v) for k, v in params.items()}
         return lambda x: functional_call(self.model, params, (x,))
+
+    def hp(self, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`hparams` as the losses see them: replicated ones through `shard.use`."""
+        shard, shared = self.problem.shard, self.problem.replicated
+        if not shard.parallel or not shared:
+            return hparams
+        return {k: shard.use(v) if k in shared else v for k, v in hparams.items()}
 
     def inner(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
         self.replay_rng()
-        return _scalar(self.problem.inner_loss(self.f(params), hparams), "inner_loss")
+        return _scalar(self.problem.inner_loss(self.f(params), self.hp(hparams)), "inner_loss")
 
     def coupled(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
         """The λ-dependent part of the inner loss (the whole inner loss unless the problem
         names a `coupled_loss`)."""
         loss = self.problem.coupled_loss or self.problem.inner_loss
         self.replay_rng()
-        return _scalar(loss(self.f(params), hparams), "coupled_loss")
+        return _scalar(loss(self.f(params), self.hp(hparams)), "coupled_loss")
 
     def outer(self, params: Params) -> Tensor:
         self.replay_rng()

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .estimators import ESTIMATORS, STEPS, check_optimizer, check_options
 from .losses import ImputedTargets
+from .parallel import Shard
 from .problem import BilevelProblem, InnerLoss
 
 
@@ -51,7 +52,7 @@ def hypergradient(
     used: set[str] = set()
     grads = fn(_recording(problem, used), leaves, **options)
     out = {k: grads[k].detach() for k in hparams}
-    _check_finite(leaves, out)
+    _check_finite(leaves, out, problem.shard)
     unused = [k for k in hparams if k not in used]
     if unused and not allow_unused:
         raise ValueError(
@@ -84,11 +85,12 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
     return leaves
 
 
-def _check_finite(hparams: dict[str, Tensor], grads: dict[str, Tensor]) -> None:
+def _check_finite(hparams: dict[str, Tensor], grads: dict[str, Tensor], shard: Shard) -> None:
     """Raise NonFiniteError naming the first non-finite hparam, else the first non-finite
-    gradient (one host synchronisation)."""
+    gradient (one host synchronisation; data parallel: on every rank if on any)."""
     tensors = [*hparams.values(), *grads.values()]
-    finite = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).cpu()
+    bad = torch.stack([~torch.isfinite(t.detach()).all() for t in tensors]).int()
+    finite = shard.total(bad).cpu() == 0
     if bool(finite.all()):
         return
     names = [*(f"hparams[{k!r}]" for k in hparams), *(f"the hypergradient of {k!r}" for k in grads)]

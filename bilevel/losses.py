@@ -23,6 +23,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from .parallel import LOCAL, Shard
 from .problem import ModelFn
 
 LossKind = Literal["mse", "bce", "ce", "softmax_mse"]
@@ -57,6 +58,7 @@ class ImputedTargets:
     reduction: Literal["mean", "sum"] = "mean"
     labeled: tuple[Tensor, Tensor] | None = None
     labeled_kind: LossKind | None = None  # loss of the labeled term (default: `kind`)
+    shard: Shard = LOCAL  # data parallel: means are over the global batch (bilevel.parallel)
 
     def __post_init__(self) -> None:
         for kind in (self.kind, self.labeled_kind or self.kind):
@@ -68,10 +70,10 @@ class ImputedTargets:
     @property
     def scale(self) -> float:
         """s in L_in = … + s·Σ_i ℓ(f(x_i), z_i)."""
-        return self.weight / (len(self.x) if self.reduction == "mean" else 1)
+        return self.weight / (len(self.x) * self.shard.world if self.reduction == "mean" else 1)
 
     def _reduce(self, per: Tensor) -> Tensor:
-        return per.mean() if self.reduction == "mean" else per.sum()
+        return self.shard.mean(per) if self.reduction == "mean" else per.sum()
 
     def unlabeled(self, f: ModelFn, hparams: dict[str, Tensor]) -> Tensor:
         """The term with the imputed targets: use as the problem's `coupled_loss`."""

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .adam import AdamConfig
+from .parallel import LOCAL, Shard
 from .sgd import SGDConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -66,6 +67,11 @@ class BilevelProblem:
             part, which saves their forward passes over the λ-free data. It must see the same
             model calls as in `inner_loss` (BatchNorm statistics are per call) and, with
             dropout, draw random numbers as `inner_loss` does (λ-dependent term first).
+        shard: this process's share of a data-parallel batch (`bilevel.parallel`): the losses
+            are this rank's parts of the global losses, and the result is the global
+            hypergradient (per-sample λ: this rank's samples; `replicated` λ: summed).
+        replicated: the keys of hparams every rank holds alike (a hyperparameter network's
+            weights); the others belong to this rank's samples.
     """
 
     model: nn.Module
@@ -83,6 +89,8 @@ class BilevelProblem:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     adam_state: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    shard: Shard = LOCAL
+    replicated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):

@@ -35,8 +35,19 @@ def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[s
             problem.model, opt, copy_initial_weights=True, track_higher_grads=True
         ) as (fmodel, diffopt),
     ):
+        _use_in_forward(fmodel, problem.shard)
+        hp = ev.hp(hparams)
         for _ in range(problem.steps):
             ev.replay_rng()
-            diffopt.step(problem.inner_loss(fmodel, hparams))
+            diffopt.step(problem.inner_loss(fmodel, hp))
         ev.replay_rng()
         return grad_dict(problem.outer_loss(fmodel), hparams)
+
+
+def _use_in_forward(fmodel, shard) -> None:
+    """Data parallel: higher's forward reads its fast weights through `shard.use`
+    (`bilevel.parallel`), so their gradients are summed over ranks at the model's use only, as
+    `Evaluator.f` does; the optimizer's own arithmetic on them stays per-rank."""
+    if shard.parallel:
+        expand = fmodel._expand_params
+        fmodel._expand_params = lambda params: [shard.use(p) for p in expand(params)]
