@@ -35,8 +35,8 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 exp: $(STAMP)
-	@test -n "$(NAME)" || { $(PY) -m experiments --list; echo "usage: make exp NAME=<experiment> [SEED=0] [SCALE=smoke] [ARGS=\"key=value ...\"]"; exit 2; }
-	$(PY) -m experiments $(NAME) --seed $(SEED) --scale $(SCALE) $(ARGS)
+	@test -n "$(NAME)" || { $(PY) -m experiments --list; echo "usage: make exp NAME=<experiment> [SEED=0] [SCALE=smoke] [NPROC=2] [ARGS=\"key=value ...\"]"; exit 2; }
+	$(PY) -m experiments $(NAME) --seed $(SEED) --scale $(SCALE) $(if $(NPROC),--nproc $(NPROC)) $(ARGS)
 
 sweep: $(STAMP)
 	@test -n "$(NAME)" || { echo 'usage: make sweep NAME=<experiment> [SEEDS=0,1,2] [GRID="key=v1,v2 ..."] [SCALE=smoke] [ARGS="key=value ..."] [EXECUTOR=local|slurm] [PARALLEL=2] [WAIT=0] [PARTITION=name] [GPUS=1] [CPUS=10] [TIME_MIN=1440]'; exit 2; }

@@ -144,10 +144,12 @@ class BilevelProblem:
         steps: int = 1,
         lr: float | None = None,
         coupled_loss: InnerLoss | None = None,
+        **kw,
     ) -> BilevelProblem:
         """The virtual step of the real optimizer (`torch.optim.SGD`, `Adam` or `AdamW`, one
         param group): its current lr, settings and state (momentum buffers; Adam's step count
-        and moments). `lr` overrides the learning rate (some methods take a larger virtual step)."""
+        and moments). `lr` overrides the learning rate (some methods take a larger virtual step);
+        `kw` are the problem's other fields (`shard`, `replicated`)."""
         kind = optimizer_kind(optimizer)
         if len(optimizer.param_groups) != 1:
             raise ValueError("from_optimizer supports one param group")
@@ -174,7 +176,7 @@ class BilevelProblem:
                 for n, s in state.items()
                 if s
             }
-        return cls(model, inner_loss, outer_loss, coupled_loss=coupled_loss, **settings)
+        return cls(model, inner_loss, outer_loss, coupled_loss=coupled_loss, **settings, **kw)
 
     def initial_state(self) -> dict:
         """The inner optimizer's state at θ₀: momentum buffers (SGD) or Adam's moments."""

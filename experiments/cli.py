@@ -9,6 +9,9 @@ in one `error:` (or `interrupted`) paragraph and an exit status, never a traceba
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
 from collections.abc import Callable
 
@@ -20,7 +23,15 @@ from .train import Diverged, Interrupted
 
 def run_cli(main: Callable[[], int | None], again: str = "The same command") -> int:
     """Run `main()` and turn the toolkit's errors into a message and an exit status.
-    `again` says which command resumes an interrupted run."""
+    `again` says which command resumes an interrupted run. Of several processes of one run,
+    rank 0 alone prints (they all stop with the same status)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return _run_cli(main, again)
+    return _run_cli(main, again)
+
+
+def _run_cli(main: Callable[[], int | None], again: str) -> int:
     try:
         return main() or 0
     except (ConfigError, DataError) as err:

@@ -59,6 +59,9 @@ class Config:
     gamma: float = 0.1
     warmup: float = 0.0  # linear warm-up, fraction of `steps`
     ema_decay: float = 0.0  # 0: no EMA; else teacher decay min(1 − 1/(t+1), ema_decay)
+    # data parallel: each rank's own meta step on its slice (the Meta-Gradient authors' ImageNet
+    # code) instead of the global batch's hypergradient
+    rank_local: bool = False
     eval_ema: bool = False  # report the EMA model as the primary result (where the paper does)
     # bookkeeping
     eval_every: int = 500

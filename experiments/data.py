@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bilevel import Shard
+from bilevel.parallel import LOCAL
 from methods import Batch
 from methods.task import LandmarkTask, Task
 
@@ -200,7 +202,9 @@ class BatchMaker:
     In two halves, so that worker processes can build batches ahead of the training loop:
     `host(step)` augments on the CPU and returns uint8 images with CPU targets (a pure function
     of seed and step), `to_device(batch)` copies it (non-blocking from pinned memory) and
-    normalises the images on the device."""
+    normalises the images on the device. Data parallel (`shard`), each rank builds the step's
+    global batch and keeps its rows (`Batch.part`), so the ranks' slices are disjoint and
+    together the one-process batch."""
 
     def __init__(
         self,
@@ -211,8 +215,10 @@ class BatchMaker:
         total_steps: int,
         device: torch.device,
         holdout: bool,
+        shard: Shard = LOCAL,
     ) -> None:
         self.data, self.views, self.sizes, self.seed = data, views, sizes, seed
+        self.shard = shard
         self.total_steps, self.device, self.holdout = total_steps, device, holdout
         self.landmarks = data.task.kind == "landmarks"
         self._mean = data.mean[:, None, None].to(device)
@@ -288,7 +294,7 @@ class BatchMaker:
             part = d.holdout if d.holdout is not None else d.labeled
             h_idx = stream(len(part), s["holdout"], step, self.seed, 3)
             hold_x, hold_y = self._augmented(part, h_idx, g)
-        return Batch(
+        whole = Batch(
             x,
             y,
             views,
@@ -299,6 +305,7 @@ class BatchMaker:
             hold_x=hold_x,
             hold_y=hold_y,
         )
+        return whole.part(self.shard)
 
 
 class _Steps(torch.utils.data.Dataset):

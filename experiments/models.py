@@ -122,18 +122,25 @@ def mlp(
     hidden: int = 128,
     dropout: float = 0.0,
     activation: str = "relu",
+    batchnorm: bool = False,
 ) -> nn.Module:
     """Two hidden layers; `activation` relu, or tanh/softplus where a smooth model is needed
-    (the Hessian-based checks of analysis.metagrad_theory)."""
+    (the Hessian-based checks of analysis.metagrad_theory); `batchnorm`: BatchNorm1d after each
+    hidden linear layer (a CPU-sized model with batch statistics)."""
     if activation not in _ACTIVATIONS:
         raise ValueError(
             f"mlp: activation must be one of {sorted(_ACTIVATIONS)}, not {activation!r}"
         )
     act = _ACTIVATIONS[activation]
-    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), act()]
+
+    def norm() -> list[nn.Module]:
+        return [nn.BatchNorm1d(hidden)] if batchnorm else []
+
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), *norm(), act()]
     if dropout:
         layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers, nn.Linear(hidden, hidden), act(), nn.Linear(hidden, num_outputs))
+    layers += [nn.Linear(hidden, hidden), *norm(), act()]
+    return nn.Sequential(*layers, nn.Linear(hidden, num_outputs))
 
 
 def linear(in_features: int, num_outputs: int) -> nn.Module:

@@ -26,6 +26,7 @@ import pickle
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,14 @@ class RunDir:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
+                holder = ""
+                for _ in range(20):  # the holder writes its pid just after taking the lock
+                    fh.seek(0)
+                    holder = fh.read().strip()
+                    if holder:
+                        break
+                    time.sleep(0.05)
+                holder = holder or "another process"
                 raise RunLocked(
                     f"{self.path} is in use by {holder}; wait for that run to finish, or stop "
                     "it and run the same command again to resume"

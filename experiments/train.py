@@ -7,29 +7,23 @@ alone, so a run resumed from `ckpt.pt` ends with exactly the numbers of an unint
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
-import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from bilevel import NonFiniteError
-from methods import METHODS, Method
-from methods.base import ema_decay, training_mode
+from bilevel import NonFiniteError, Shard
 
-from . import sources
-from .config import Config, ConfigError, as_dict, config_defaults
-from .data import BatchMaker, SSLData, batches, default_workers, make_splits, mix_seed
+from . import distributed
+from .build import Run, build, check_split, lr_factor  # noqa: F401 - the run's parts, re-exported
+from .config import Config, as_dict, config_defaults
+from .data import batches, default_workers, mix_seed
 from .evaluate import evaluate, primary_metric
 from .events import Events
-from .models import MODELS
 from .rundir import RunDir
 from .stop import Stopped, StopRequest
 
@@ -48,144 +42,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, step: int, kept: int, path: Path) -> None:
         super().__init__(step, kept, path)
         self.step, self.kept, self.path = step, kept, path
-
-
-@dataclass
-class Run:
-    data: SSLData
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    ema: AveragedModel | None
-    method: Method
-    batches: BatchMaker
-    device: torch.device
-
-
-def lr_factor(cfg: Config, step: int) -> float:
-    """Linear warm-up, then constant, step (×gamma at each milestone) or FixMatch's cosine."""
-    warm = int(cfg.warmup * cfg.steps)
-    scale = (step + 1) / warm if warm and step < warm else 1.0
-    if cfg.schedule == "step":
-        scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
-    elif cfg.schedule == "cosine":
-        scale *= math.cos(7 * math.pi * step / (16 * cfg.steps))
-    return scale
-
-
-def _ema_fn(decay: float):
-    def avg(avg_p: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = ema_decay(int(n), decay)
-        return d * avg_p + (1.0 - d) * p
-
-    return avg
-
-
-def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.Module:
-    """The model for `src`'s inputs and outputs; bad arguments, or a model that cannot take
-    the dataset's inputs, are a ConfigError (checked with one forward pass in eval mode)."""
-    in_ch = src.train_x.shape[1]
-    kw = dict(cfg.model_kw)
-    if cfg.model in ("mlp", "linear"):
-        kw.setdefault("in_features", in_ch * src.train_x.shape[2] * src.train_x.shape[3])
-        kw.setdefault("num_outputs", src.num_outputs)
-    elif cfg.model != "tcdcn":
-        kw.setdefault("num_classes", src.num_outputs)
-        kw.setdefault("in_channels", in_ch)
-    known = inspect.signature(MODELS[cfg.model]).parameters
-    unknown = sorted(set(kw) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"model.{unknown[0]}: model {cfg.model} has no argument {unknown[0]!r} (its "
-            f"arguments: {', '.join(known)})"
-        )
-    try:
-        model = MODELS[cfg.model](**kw).to(device)
-    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a negative width
-        args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-        first = str(err).splitlines()[0]
-        raise ConfigError(f"model.*: {cfg.model}({args}) cannot be built: {first}") from None
-    shape = tuple(src.train_x.shape[1:])
-    try:
-        with torch.no_grad(), training_mode(model, False):
-            out = model(src.train_x[:2].to(device).float() / 255)  # values do not matter here
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ConfigError(
-            f"model: {cfg.model} cannot take {cfg.dataset} inputs of shape {shape} ({first})"
-        ) from None
-    if out.shape[1:] != (src.num_outputs,):
-        raise ConfigError(
-            f"model: {cfg.model} gives outputs of shape {tuple(out.shape[1:])}; {cfg.dataset} "
-            f"needs ({src.num_outputs},)"
-        )
-    return model
-
-
-def build(cfg: Config, seed: int, scale: str = "full") -> Run:
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    src = sources.load(cfg.dataset, download=cfg.download, size=scale)
-    data = make_splits(
-        src,
-        seed,
-        cfg.num_labels,
-        cfg.label_fraction,
-        cfg.val_size,
-        cfg.holdout,
-        cfg.imbalance,
-        (cfg.head_labeled, cfg.head_unlabeled),
-    )
-    if len(data.val) == 0:
-        raise ConfigError(
-            "val_size: training needs a validation set (it picks the best evaluation); "
-            "set val_size >= 1"
-        )
-    cls = METHODS[cfg.method]
-    if cls.views and len(data.unlabeled) == 0:
-        key = "num_labels" if src.task == "classification" else "label_fraction"
-        raise ConfigError(
-            f"{key}: every training sample of {cfg.dataset} is labeled, and {cfg.method} "
-            f"trains on unlabeled data; lower {key}"
-        )
-    torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
-    model = _model(cfg, src, device)
-    params = model.parameters()
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            nesterov=cfg.nesterov,
-        )
-    else:
-        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
-    ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
-    teacher = ema.module if ema is not None else None
-    try:
-        method = cls(
-            cfg.method_config(),
-            model,
-            opt,
-            data.task,
-            teacher=teacher,
-            estimator=cfg.estimator,
-            estimator_kw=cfg.estimator_kw(),
-            teacher_decay=cfg.ema_decay,
-        )
-    except (ValueError, TypeError) as err:  # the method refuses this setup
-        raise ConfigError(f"{cfg.name}: {err}") from None
-    sizes = {
-        "labeled": cfg.batch_size,
-        "unlabeled": cfg.unlabeled_batch,
-        "holdout": cfg.holdout_batch or cfg.batch_size,
-    }
-    batches = BatchMaker(data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout)
-    return Run(data, model, opt, sched, ema, method, batches, device)
 
 
 def _evaluate_all(run: Run, cfg: Config) -> dict[str, float]:
@@ -240,9 +96,11 @@ class _Watch:
         self.recent[step] = logs
         self.recent.pop(step - CHECK_EVERY, None)
 
-    def first_bad(self) -> str | None:
-        """None, or what went wrong: the first step whose loss was not finite, with its logs."""
-        bad = int(self.bad_step)
+    def first_bad(self, shard: Shard) -> str | None:
+        """None, or what went wrong: the first step whose loss was not finite, with its logs
+        (data parallel: on every rank when on any, the first bad step of all)."""
+        steps = shard.gather(self.bad_step[None])
+        bad = int(steps[steps >= 0].min()) if bool((steps >= 0).any()) else -1
         if bad < 0:
             return None
         logs = self.recent.get(bad, {})
@@ -266,6 +124,10 @@ def _state(run, done, rows, best, elapsed, resumes, stored, extra=None) -> dict[
         "config": stored,
         **(extra or {}),
     }
+
+
+def _reason(stop: StopRequest | None) -> str:
+    return (stop.reason if stop else None) or "stopped by a signal to another process"
 
 
 def _diverged(cfg: Config, seed: int, rundir: RunDir, what: str, kept: int):
@@ -294,12 +156,19 @@ def train(
     run = build(cfg, seed, scale)  # bad settings or data stop here, before any file is written
     rundir = RunDir.for_run(run_id or cfg.name, seed, root)
     stored = {**as_dict(cfg), "seed": seed, "scale": scale}
+    shard = run.method.shard
+    if shard.rank > 0:  # rank 0 holds the lock and writes; the others read its checkpoint
+        distributed.barrier(shard)
+        return _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop)
     with rundir.lock():
         rundir.start(stored, config_defaults())
+        distributed.barrier(shard)
         return _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop)
 
 
 def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dict[str, Any]:
+    shard = run.method.shard
+    lead = shard.rank == 0  # writes files, evaluates, shows progress
     state = rundir.load_checkpoint(stored)
     start, rows, best, elapsed, resumes = 0, [], None, 0.0, 0
     running: dict[str, Any] = {}  # sums of the logs since the last evaluation (on the device)
@@ -317,9 +186,10 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         # the steps after this checkpoint were trained and lost: their time is not counted
         resumes = state.get("resumes", 0) + (start < cfg.steps)
         # a checkpoint written on a stop request, between evaluations, carries the log sums
-        running.update(state.get("running", {}))
+        running.update(distributed.restore_logs(state.get("running", {}), shard))
         counts.update(state.get("counts", {}))
-        rundir.write_metrics(rows)  # metrics.csv as of the checkpoint, never ahead of it
+        if lead:
+            rundir.write_metrics(rows)  # metrics.csv as of the checkpoint, never ahead of it
     key = ("ema_" if cfg.eval_ema and run.ema is not None else "") + primary_metric(run.data.task)
     watch = _Watch(run.device)
     bar = tqdm(
@@ -327,10 +197,10 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         initial=start,
         total=cfg.steps,
         desc=cfg.name,
-        disable=not progress,
+        disable=not (progress and lead),
         unit="step",
     )
-    events = Events(rundir.path, start, cfg.tensorboard)
+    events = Events(rundir.path, start, cfg.tensorboard and lead)
     workers = cfg.workers if cfg.workers >= 0 else default_workers(run.device)
     stream = batches(run.batches, start, cfg.steps, workers)
     tick, step = time.perf_counter(), start
@@ -343,6 +213,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 what = f"a meta step met non-finite values at step {step + 1} ({err})"
                 _diverged(cfg, seed, rundir, what, _checkpoint_step(rows))
             watch.add(step, logs)
+            distributed.sync_buffers(run.model, shard)
             run.scheduler.step()
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
@@ -351,21 +222,36 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 counts[k] += 1
             done = step + 1
             evaluate_now = done % cfg.eval_every == 0 or done == cfg.steps
-            if evaluate_now or done % CHECK_EVERY == 0 or stop:
-                bad = watch.first_bad()
+            # a stop request is seen by all ranks together: at each check (every step alone)
+            check = evaluate_now or done % CHECK_EVERY == 0
+            stopping = (check or not shard.parallel) and distributed.any_rank(
+                bool(stop), shard, run.device
+            )
+            if check or stopping:
+                bad = watch.first_bad(shard)
                 if bad is not None:
                     _diverged(cfg, seed, rundir, bad, _checkpoint_step(rows))
                 bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-            if stop and not evaluate_now:  # checkpoint this step, with the log sums
+            if stopping and not evaluate_now:  # checkpoint this step, with the log sums
                 partial = elapsed + time.perf_counter() - tick
-                extra = {"running": running, "counts": dict(counts)}
-                rundir.save_checkpoint(
-                    _state(run, done, rows, best, partial, resumes, stored, extra)
-                )
-                raise Stopped(stop.reason, done, rundir.path)
+                every = distributed.gather_logs(running, shard)
+                extra = {"running": every, "counts": dict(counts)}
+                if lead:
+                    rundir.save_checkpoint(
+                        _state(run, done, rows, best, partial, resumes, stored, extra)
+                    )
+                raise Stopped(_reason(stop), done, rundir.path)
             if not evaluate_now:
                 continue
             elapsed += time.perf_counter() - tick
+            running = distributed.sum_logs(running, shard, run.device)
+            if not lead:  # rank 0 evaluates and writes
+                running.clear()
+                counts.clear()
+                tick = time.perf_counter()
+                if stopping:
+                    raise Stopped(_reason(stop), done, rundir.path)
+                continue
             rows += [(done, "train", k, float(v) / counts[k]) for k, v in sorted(running.items())]
             rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
             rows.append((done, "time", "wall_time_s", elapsed))
@@ -381,12 +267,14 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
             rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
             rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             tick = time.perf_counter()
-            if stop:
-                raise Stopped(stop.reason, done, rundir.path)
+            if stopping:
+                raise Stopped(_reason(stop), done, rundir.path)
     except KeyboardInterrupt:
         raise Interrupted(step, _checkpoint_step(rows), rundir.path) from None
     finally:
         events.close()
+    if not lead:
+        return {"rank": shard.rank}
     final = {n: v for s, split, n, v in rows if s == cfg.steps and split == "test"}
     summary = {
         "name": cfg.name,
@@ -405,6 +293,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         # each resume lost the time of the steps after the last checkpoint: wall_time_s counts
         # only intervals that reached a checkpoint, so it understates a resumed run's time
         "resumes": resumes,
+        "nproc": shard.world,
     }
     rundir.write_json("summary.json", summary)
     return summary

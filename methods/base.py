@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from bilevel import frozen_norm_stats
+from bilevel import Shard, frozen_norm_stats
+from bilevel.parallel import LOCAL
 
 from .task import Task
 
@@ -65,6 +66,18 @@ class Batch:
             return [pin(t) for t in v] if isinstance(v, list) else v
 
         return replace(self, **{f.name: pin(getattr(self, f.name)) for f in fields(self)})
+
+    def part(self, shard: Shard) -> Batch:
+        """This rank's rows of every per-sample tensor (data parallel; `bilevel.parallel`)."""
+        if not shard.parallel:
+            return self
+
+        def cut(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return shard.part(v)
+            return [cut(t) for t in v] if isinstance(v, list) else v
+
+        return replace(self, **{f.name: cut(getattr(self, f.name)) for f in fields(self)})
 
 
 def ema_decay(step: int, decay: float) -> float:
@@ -168,6 +181,8 @@ class Method:
     tasks: ClassVar[tuple[str, ...]] = ("classification", "landmarks")
     needs_teacher: ClassVar[bool] = False
     needs_holdout: ClassVar[bool] = False
+    # its losses are written as this rank's parts of the global ones (NPROC > 1 allowed)
+    data_parallel: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -179,6 +194,8 @@ class Method:
         estimator: str = "func",
         estimator_kw: dict[str, Any] | None = None,
         teacher_decay: float = 0.0,
+        shard: Shard = LOCAL,
+        rank_local: bool = False,
     ) -> None:
         if task.kind not in self.tasks:
             raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
@@ -190,6 +207,13 @@ class Method:
         self.teacher, self.estimator = teacher, estimator
         self.estimator_kw = dict(estimator_kw or {})
         self.teacher_decay = teacher_decay  # d of the EMA teacher: min(1 − 1/(t+1), d) at step t
+        # data parallel (`bilevel.parallel`): the batch is this rank's slice of the global one;
+        # losses and logs are this rank's parts of the global values (Σ over ranks)
+        self.shard = shard
+        # the shard of the meta step's losses: this rank's own batch under `rank_local`
+        self.meta_shard = LOCAL if rank_local else shard
+        if shard.parallel and not self.data_parallel:
+            raise ValueError(f"method {self.name!r} does not support data parallel training yet")
 
     @torch.no_grad()
     def predict(self, net: nn.Module, x: Tensor) -> Tensor:
@@ -209,17 +233,34 @@ class Method:
         """One iteration: for each `Step`, zero the gradients, backward, add its extra
         gradients, step the optimizer. Logs `loss` (first step), `loss_2`, … and the steps' logs,
         as 0-d tensors left on the device (no host synchronisation; the loop reads them when it
-        logs) or plain floats."""
+        logs) or plain floats. Data parallel: the losses, extra gradients and logs are this
+        rank's parts, and the gradients are summed over ranks before each optimizer step."""
         self.model.train()
         logs: dict[str, Tensor | float] = {}
         for i, step in enumerate(self.losses(batch)):
             self.optimizer.zero_grad(set_to_none=True)
             step.loss.backward()
             add_grads(step.extra)
+            self.sum_grads()
             self.optimizer.step()
             logs |= step.logs
             logs["loss" if i == 0 else f"loss_{i + 1}"] = step.loss.detach()
         return logs
+
+    def sum_grads(self) -> None:
+        """Data parallel: every parameter's `.grad` summed over ranks (one all-reduce)."""
+        if not self.shard.parallel:
+            return
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        total = self.shard.total(torch.cat([g.flatten() for g in grads]))
+        for p, g in zip(params, total.split([g.numel() for g in grads]), strict=True):
+            p.grad = g.view_as(p)
+
+    def share(self, value: Tensor) -> Tensor:
+        """A log whose value every rank holds alike, as this rank's share (value / ranks), so
+        that the sum over ranks the loop takes gives it back."""
+        return value / self.shard.world if self.shard.parallel else value
 
     def state_dict(self) -> dict[str, Any]:
         """Method state beyond model and optimizer (meta-networks, their optimizers, …)."""

@@ -40,9 +40,11 @@ class Mixed:
     pseudo: Tensor
 
 
-def mixup(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-    perm = torch.randperm(len(x))
-    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+def mixup(x: Tensor, y: Tensor, lam: float, rows: slice = slice(None)) -> tuple[Tensor, Tensor]:
+    """MixUp(x, Shuffle(x), λ) with targets; `rows`: only those rows of the result (data
+    parallel: this rank's, from the gathered batch)."""
+    perm = torch.randperm(len(x))[rows]
+    return lam * x[rows] + (1 - lam) * x[perm], lam * y[rows] + (1 - lam) * y[perm]
 
 
 class EmaMixup(Method):
@@ -58,14 +60,16 @@ class EmaMixup(Method):
         self, batch: Batch, pseudo: Tensor | None = None, keep: Tensor | None = None
     ) -> Mixed:
         """X̃ (Eq. 12) and Ũ (Eq. 13) with their targets; `pseudo` (default: the teacher's
-        predictions) and, with `keep`, only the unlabeled samples it marks in W."""
+        predictions) and, with `keep`, only the unlabeled samples it marks in W. Data parallel:
+        the shuffles are over the global batch, and this rank gets its rows of X̃ and Ũ."""
         u = batch.u[0]
         pseudo = self.predict(self.teacher, u) if pseudo is None else pseudo
-        y_x = one_hot(batch.y, pseudo.shape[1], pseudo)
-        x_mix, x_t = mixup(batch.x, y_x, self.beta())
+        gather, rows = self.shard.gather, self.shard.rows
+        x, y_x = gather(batch.x), gather(one_hot(batch.y, pseudo.shape[1], pseudo))
+        x_mix, x_t = mixup(x, y_x, self.beta(), rows(len(x)))
         kept = slice(None) if keep is None else keep.bool()
-        w_x, w_y = torch.cat([batch.x, u[kept]]), torch.cat([y_x, pseudo[kept]])
-        u_mix, u_t = mixup(w_x, w_y, self.beta())
+        w_x, w_y = torch.cat([x, gather(u)[kept]]), torch.cat([y_x, gather(pseudo)[kept]])
+        u_mix, u_t = mixup(w_x, w_y, self.beta(), rows(len(w_x)))
         return Mixed(x_mix, x_t, u_mix, u_t, pseudo)
 
     def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:
@@ -76,13 +80,18 @@ class EmaMixup(Method):
         mixed = self.mixed(batch)
         w, logs = self.weights(batch, mixed)
         per = soft_cross_entropy(self.model(mixed.u), mixed.u_targets)
-        loss = (w * per).sum() / w.sum().clamp_min(1.0)  # Σw = 0: no unlabeled term
+        total = self.shard.total(w.sum())  # Σw over the global Ũ
+        loss = (w * per).sum() / total.clamp_min(1.0)  # Σw = 0: no unlabeled term
         logs = {"meta": loss.detach(), **logs}
         if self.cfg.ict_weight:
-            u, lam = batch.u[0], self.beta()
-            perm = torch.randperm(len(u))
-            target = lam * mixed.pseudo + (1 - lam) * mixed.pseudo[perm]
-            ict = self.task.consistency(self.model(lam * u + (1 - lam) * u[perm]), target)
+            lam = self.beta()
+            u, target = mixup(
+                self.shard.gather(batch.u[0]),
+                self.shard.gather(mixed.pseudo),
+                lam,
+                self.shard.rows(len(batch.u[0]) * self.shard.world),
+            )
+            ict = self.task.consistency(self.model(u), target, self.shard)
             logs["ict"] = ict.detach()
             loss = loss + self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict
         return loss, logs

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bilevel import Shard
+from bilevel.parallel import LOCAL
+
 from .base import Batch, Method
 
 
@@ -26,9 +29,11 @@ class FixMatchConfig:
     temperature: float = 1.0
 
 
-def pseudo_label_counts(labels: Tensor, mask: Tensor, truth: Tensor | None) -> dict[str, float]:
+def pseudo_label_counts(
+    labels: Tensor, mask: Tensor, truth: Tensor | None, shard: Shard = LOCAL
+) -> dict[str, float]:
     """Mask rate, and the numbers of correct and wrong pseudo labels that pass the threshold."""
-    logs = {"mask_rate": mask.float().mean()}
+    logs = {"mask_rate": shard.mean(mask.float())}
     if truth is not None:
         passed = mask.bool()
         logs["pl_correct"] = (passed & (labels == truth)).sum().float()
@@ -58,8 +63,8 @@ class FixMatch(Method):
         probs = (out_w.detach() / self.cfg.temperature).softmax(1)
         labels = probs.argmax(1)
         mask, logs = self.mask(batch, probs)
-        sup = self.task.supervised(out_x, batch.y)
-        unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
+        sup = self.task.supervised(out_x, batch.y, self.shard)
+        unsup = self.shard.mean(F.cross_entropy(out_s, labels, reduction="none") * mask)
         logs |= {"sup": sup.detach(), "unsup": unsup.detach()}
-        logs |= pseudo_label_counts(labels, mask, batch.u_true)
+        logs |= pseudo_label_counts(labels, mask, batch.u_true, self.shard)
         return sup + self.cfg.weight * unsup, logs

@@ -87,7 +87,8 @@ class Impute(MetaMethod):
             yield Step(*self.loss(batch, (self.updated(z, g), mask, logs)))
             return
         extra = self.psi_gradient(batch, g)
-        logs["psi_grad_norm"] = torch.cat([e.flatten() for _, e in extra]).norm()
+        total = self.shard.total(torch.cat([e.flatten() for _, e in extra]))
+        logs["psi_grad_norm"] = self.share(total.norm())
         yield Step(*self.loss(batch, (z, mask, logs)), extra)
 
     # the toolkit's formulation
@@ -95,21 +96,24 @@ class Impute(MetaMethod):
         u = batch.u[1]
         if self.classes:  # structured, so `analytic` serves one-layer models
             labeled = (batch.x, one_hot(batch.y, z.shape[1], z))
-            inner = ImputedTargets(u, "softmax_mse", labeled=labeled, labeled_kind="ce")
+            inner = ImputedTargets(
+                u, "softmax_mse", labeled=labeled, labeled_kind="ce", shard=self.meta_shard
+            )
             coupled = inner.unlabeled
         else:
+            shard = self.meta_shard
 
             def coupled(f, hp):
-                return self.task.consistency(f(u), hp["z"])
+                return self.task.consistency(f(u), hp["z"], shard)
 
             def inner(f, hp):
-                return coupled(f, hp) + self.task.supervised(f(batch.x), batch.y)
+                return coupled(f, hp) + self.task.supervised(f(batch.x), batch.y, shard)
 
         return self.problem(inner, self.holdout_loss(batch), coupled, self.cfg.inner_lr_scale)
 
     def holdout_loss(self, batch: Batch):
         def outer(f):
-            return self.task.supervised(f(batch.hold_x), batch.hold_y)
+            return self.task.supervised(f(batch.hold_x), batch.hold_y, self.meta_shard)
 
         return outer
 
@@ -122,20 +126,24 @@ class Impute(MetaMethod):
     def meta_logs(self, batch, problem, key, before, after, g) -> dict[str, float]:
         """‖g‖ and, every `log_every` steps, C^H after the virtual step with the targets
         before and after the update (paper Fig. 2)."""
-        logs = {"meta_grad_norm": g.norm().detach()}
+        norm = self.shard.total(g.pow(2).sum()).sqrt() if self.shard.parallel else g.norm()
+        logs = {"meta_grad_norm": self.share(norm).detach()}
         if batch.step % self.cfg.log_every == 0:
             with Evaluator(problem) as ev:
                 for tag, value in (("before", before), ("after", after)):
-                    logs[f"holdout_{tag}"] = ev.outer(ev.first_step({key: value})).detach()
+                    held = ev.outer(ev.first_step({key: value})).detach()
+                    logs[f"holdout_{tag}"] = self.meta_part(held)
         return logs
 
     def updated(self, z: Tensor, g: Tensor) -> Tensor:
-        z_hat = z - self.cfg.meta_lr * len(z) * g
+        z_hat = z - self.cfg.meta_lr * len(z) * self.meta_shard.world * g
         return renormalise(z_hat) if self.classes else z_hat
 
     def psi_gradient(self, batch: Batch, g: Tensor) -> list[tuple[Tensor, Tensor]]:
         """(θ, η_z B_u gᵀ ∂ψ/∂θ) pairs for V2; ψ's gradient taken at ψ's own weights."""
-        net, scale = self.imputer(), self.cfg.meta_lr * len(g)
+        net, scale = self.imputer(), self.cfg.meta_lr * len(g) * self.meta_shard.world
+        if self.rank_local():  # each rank's extra gradient counts as 1/ranks of it
+            scale /= self.shard.world
         if net is not self.model:  # the EMA teacher: ∂θ_EMA/∂θ of this step's EMA update
             scale *= 1.0 - ema_decay(batch.step, self.teacher_decay)
         params = [p for p in net.parameters() if p.requires_grad]
@@ -151,19 +159,19 @@ class Impute(MetaMethod):
         """T(p): class probabilities, or landmarks moved from view u' into view u''."""
         return p.softmax(1) if self.classes else batch.to_second_view(self.task, p)
 
-    def authors_inner(self, out: Tensor, target: Tensor) -> Tensor:
+    def authors_inner(self, out: Tensor, target: Tensor, shard) -> Tensor:
         if self.classes:
             return (out.softmax(1) - target).pow(2).sum()
         if self.cfg.variant == "v2":
-            return (torch.tanh(out) - torch.tanh(target)).pow(2).mean()
-        return (out - target).pow(2).mean()
+            return shard.mean((torch.tanh(out) - torch.tanh(target)).pow(2))
+        return shard.mean((out - target).pow(2))
 
     def authors_iteration(self, batch: Batch) -> Iterator[Step]:
         yield Step(*self.loss(batch))  # (1) the base method's step
         u = batch.u[1]
 
         def inner(f, hp):
-            return self.authors_inner(f(u), self.to_target(batch, hp["p"]))
+            return self.authors_inner(f(u), self.to_target(batch, hp["p"]), self.meta_shard)
 
         problem = self.problem(inner, self.holdout_loss(batch), lr_scale=self.cfg.inner_lr_scale)
         with frozen_norm_stats(self.model):
@@ -174,10 +182,10 @@ class Impute(MetaMethod):
         if self.cfg.variant == "v1":
             target = self.to_target(batch, p_hat)
             out = self.model(u)
-            loss = (out.softmax(1) if self.classes else out).sub(target).pow(2).mean()
+            loss = self.shard.mean((out.softmax(1) if self.classes else out).sub(target).pow(2))
             yield Step(loss, logs)  # (2) the imputation step
-        else:
-            yield Step((p * g).sum() * self.cfg.meta_lr, logs)  # gradient η_z gᵀ ∂p/∂θ
+        else:  # gradient η_z gᵀ ∂p/∂θ (rank_local: the ranks' mean)
+            yield Step(self.meta_part((p * g).sum() * self.cfg.meta_lr), logs)
         if self.cfg.post_decay:
             factor = 1.0 - self.cfg.post_decay * self.current_lr()
             with torch.no_grad():

@@ -19,7 +19,12 @@ class MetaMethod(Method):
     (`BilevelProblem.from_optimizer`: its current lr, momentum, nesterov, weight decay and
     momentum buffers), or under `protocol=authors` one plain SGD step θ − α∇L (no momentum, no
     weight decay), as the Meta-Gradient and Learning-to-Impute authors' code takes it; the
-    learning rate is scaled by `lr_scale` where a paper says so."""
+    learning rate is scaled by `lr_scale` where a paper says so.
+
+    Data parallel, the problem carries `meta_shard`: the global batch (the hypergradient of
+    one process on it), or under `rank_local` this rank's own (each rank its own meta step, as
+    the Meta-Gradient authors' ImageNet code; a hyperparameter network then steps on the mean
+    of the ranks' hypergradients, so that its copies stay equal)."""
 
     def __init__(self, cfg, model, optimizer, *args, **kwargs):
         super().__init__(cfg, model, optimizer, *args, **kwargs)
@@ -40,6 +45,15 @@ class MetaMethod(Method):
         if self.estimator == "analytic":
             check_one_layer(model)
 
+    def rank_local(self) -> bool:
+        """Data parallel with each rank's own meta step."""
+        return self.shard.parallel and not self.meta_shard.parallel
+
+    def meta_part(self, value: Tensor) -> Tensor:
+        """A value of the meta step's losses as this rank's share of the global log (under
+        `rank_local` each rank's value is its own: its share is value / ranks)."""
+        return self.share(value) if self.rank_local() else value
+
     def has_protocol(self) -> bool:
         return hasattr(self.cfg, "protocol")
 
@@ -56,13 +70,13 @@ class MetaMethod(Method):
         outer: OuterLoss,
         coupled: InnerLoss | None = None,
         lr_scale: float = 1.0,
+        replicated: tuple[str, ...] = (),
     ) -> BilevelProblem:
         lr = self.current_lr() * lr_scale
+        kw = dict(coupled_loss=coupled, shard=self.meta_shard, replicated=replicated)
         if self.plain_virtual_step():
-            return BilevelProblem(self.model, inner, outer, lr=lr, coupled_loss=coupled)
-        return BilevelProblem.from_optimizer(
-            self.model, self.optimizer, inner, outer, lr=lr, coupled_loss=coupled
-        )
+            return BilevelProblem(self.model, inner, outer, lr=lr, **kw)
+        return BilevelProblem.from_optimizer(self.model, self.optimizer, inner, outer, lr=lr, **kw)
 
     def network_step(
         self,
@@ -72,13 +86,16 @@ class MetaMethod(Method):
         outer: OuterLoss,
     ) -> Tensor:
         """One step of `optimizer` on the parameters Θ of a hyperparameter network `net` along
-        dG/dΘ (`inner(f, Θ)` sees Θ by parameter name); returns ‖dG/dΘ‖ (on the device)."""
+        dG/dΘ (`inner(f, Θ)` sees Θ by parameter name); returns ‖dG/dΘ‖ (on the device, as
+        this rank's share of the log)."""
         theta = {k: v.detach() for k, v in net.named_parameters()}
-        grads = self.hypergradient(self.problem(inner, outer), theta)
+        grads = self.hypergradient(self.problem(inner, outer, replicated=tuple(theta)), theta)
+        if self.rank_local():  # the mean of the ranks' hypergradients
+            grads = {k: self.shard.total(g) / self.shard.world for k, g in grads.items()}
         optimizer.zero_grad(set_to_none=True)
         add_grads([(p, grads[name]) for name, p in net.named_parameters()], replace=True)
         optimizer.step()
-        return torch.cat([g.flatten() for g in grads.values()]).norm()
+        return self.share(torch.cat([g.flatten() for g in grads.values()]).norm())
 
     def hypergradient(
         self, problem: BilevelProblem, hparams: dict[str, Tensor]

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from bilevel import ImputedTargets
 
@@ -51,14 +50,15 @@ class MetaGradient(MetaMethod, PLMixup):
         u = batch.u[0]
         y_tilde, _ = super().targets(batch)
         with training_mode(self.model, not self.cfg.eval_mode):
-            inner = ImputedTargets(u, "softmax_mse", key="y")
+            inner = ImputedTargets(u, "softmax_mse", key="y", shard=self.meta_shard)
 
             def outer(f):
-                return F.cross_entropy(f(batch.x), batch.y)
+                return self.task.supervised(f(batch.x), batch.y, self.meta_shard)
 
             problem = self.problem(inner, outer)
             grad = self.hypergradient(problem, {"y": y_tilde})["y"]
-        y_hat = renormalise(y_tilde - self.cfg.meta_scale * len(u) * grad)
-        moved = (y_hat - y_tilde).abs().sum(1).mean().detach()
-        flipped = (y_hat.argmax(1) != y_tilde.argmax(1)).double().mean().detach()
+        batch_u = len(u) * self.meta_shard.world  # B_u of the batch the meta step saw
+        y_hat = renormalise(y_tilde - self.cfg.meta_scale * batch_u * grad)
+        moved = self.shard.mean((y_hat - y_tilde).abs().sum(1)).detach()
+        flipped = self.shard.mean((y_hat.argmax(1) != y_tilde.argmax(1)).double()).detach()
         return y_hat, {"label_change_l1": moved, "label_flip_rate": flipped}

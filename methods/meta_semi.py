@@ -4,6 +4,9 @@ is ≤ 0 (App. B, Eq. 35-38; Alg. 1 lines 6-12).
     θ₁(w) = θ − α ∇_θ Σ_j w_j H(ỹ_j, f(ũ_j; θ))              virtual step at w = 0 (θ₁ = θ)
     g_j = ∂ G(X̃, θ₁)/∂w_j |_{w=0} = −α ⟨∇_θ G(X̃, θ), ∇_θ H_j(θ)⟩   Eq. (10), (38)
     w_j = 1 if g_j ≤ 0 else 0                                  Eq. (9)
+A g_j that is zero up to rounding (|g_j| ≤ 100·eps·max|g|) counts as 0 and is kept: such exact
+ties occur (a sample mixed with itself while the teacher equals the student, e.g. the first two
+steps), and rounding would otherwise decide them differently on each device or split.
 
 G is the cross-entropy on the mixed labeled batch X̃; the step is on the normalised
 L_meta = Σ_j w_j H_j / Σ_j w_j over Ũ alone (Eq. 52), the base's loss with these weights.
@@ -30,6 +33,11 @@ class MetaSemiConfig(EmaMixupConfig):
     weighting: str = "mixed"  # "mixed" (App. B) or "raw" (weights on raw U, CE(X̃) added)
 
 
+def rounding(grad: Tensor) -> Tensor:
+    """The size below which a hypergradient is zero up to rounding: 100·eps·max|g|."""
+    return 100 * torch.finfo(grad.dtype).eps * grad.abs().max()
+
+
 class MetaSemi(MetaMethod, EmaMixup):
     name = "meta_semi"
     base = "ema_mixup"
@@ -44,12 +52,12 @@ class MetaSemi(MetaMethod, EmaMixup):
             return (hp["w"] * soft_cross_entropy(f(inputs), targets)).sum()
 
         def outer(f):
-            return soft_cross_entropy(f(x), x_targets).mean()
+            return self.meta_shard.mean(soft_cross_entropy(f(x), x_targets))
 
         w0 = torch.zeros(len(inputs), dtype=targets.dtype, device=targets.device)
         grad = self.hypergradient(self.problem(inner, outer), {"w": w0})["w"]
-        keep = (grad <= 0).to(targets.dtype)
-        return keep, {"kept": keep.mean().detach()}
+        keep = (grad <= rounding(grad)).to(targets.dtype)
+        return keep, {"kept": self.shard.mean(keep).detach()}
 
     def weights(self, batch: Batch, mixed: Mixed) -> tuple[Tensor, dict[str, float]]:
         return self.sign_test(mixed.u, mixed.u_targets, mixed.x, mixed.x_targets)
@@ -60,7 +68,10 @@ class MetaSemi(MetaMethod, EmaMixup):
         return self.raw_loss(batch)
 
     def raw_loss(self, batch: Batch):
-        """weighting="raw": CE(X̃) + mean H over MixUp(Concat(X, U_kept))."""
+        """weighting="raw": CE(X̃) + mean H over MixUp(Concat(X, U_kept)) (one process only:
+        the kept samples do not split evenly over ranks)."""
+        if self.shard.parallel:
+            raise ValueError("meta_semi: weighting=raw does not support data parallel training")
         u = batch.u[0]
         pseudo = self.predict(self.teacher, u)
         y_x = one_hot(batch.y, pseudo.shape[1], pseudo)

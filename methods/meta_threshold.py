@@ -28,6 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from bilevel import Shard
+from bilevel.parallel import LOCAL
+
 from .base import Batch, training_mode
 from .fixmatch import FixMatch, FixMatchConfig
 from .meta import MetaMethod, sigmoid_mlp
@@ -41,17 +44,18 @@ class MetaThresholdConfig(FixMatchConfig):
     k: int = 1  # Green Meta-T: meta step every k iterations (k = 1: Meta-T)
 
 
-def class_average_confidence(probs: Tensor) -> Tensor:
-    """p̄_{ŷ_m} for each sample: the mean softmax vector of the batch's samples with its label."""
+def class_average_confidence(probs: Tensor, shard: Shard = LOCAL) -> Tensor:
+    """p̄_{ŷ_m} for each sample: the mean softmax vector of the batch's samples with its label
+    (data parallel: of the global batch)."""
     labels, classes = probs.argmax(1), probs.shape[1]
-    sums = probs.new_zeros(classes, classes).index_add_(0, labels, probs)
-    counts = torch.bincount(labels, minlength=probs.shape[1]).clamp_min(1).to(probs)
-    return (sums / counts[:, None])[labels]
+    sums = shard.total(probs.new_zeros(classes, classes).index_add_(0, labels, probs))
+    counts = shard.total(torch.bincount(labels, minlength=probs.shape[1]))
+    return (sums / counts.clamp_min(1).to(probs)[:, None])[labels]
 
 
-def tgn_inputs(probs: Tensor) -> Tensor:
+def tgn_inputs(probs: Tensor, shard: Shard = LOCAL) -> Tensor:
     """[p_m, p̄_{ŷ_m}]: the 2C-dimensional input of the TGN (Eq. 6)."""
-    return torch.cat([probs, class_average_confidence(probs)], 1)
+    return torch.cat([probs, class_average_confidence(probs, shard)], 1)
 
 
 def output_size(model: nn.Module) -> int:
@@ -77,32 +81,33 @@ class MetaThreshold(MetaMethod, FixMatch):
     def meta_step(self, batch: Batch, probs: Tensor) -> dict[str, float]:
         """One Adam step of the TGN on the hypergradient of the labeled loss (Θ only)."""
         conf, labels = probs.max(1)
-        feats = tgn_inputs(probs)
+        shard = self.meta_shard
+        feats = tgn_inputs(probs, shard)
         strong, beta = batch.u[1], self.cfg.sharpness
 
         def inner(f, theta):
             gate = torch.sigmoid(beta * (conf - self.thresholds(feats, theta)))
-            return (gate * F.cross_entropy(f(strong), labels, reduction="none")).mean()
+            return shard.mean(gate * F.cross_entropy(f(strong), labels, reduction="none"))
 
         def outer(f):
-            return F.cross_entropy(f(batch.x), batch.y)
+            return self.task.supervised(f(batch.x), batch.y, shard)
 
         return {"meta_grad_norm": self.network_step(self.tgn, self.tgn_opt, inner, outer)}
 
     def mask(self, batch: Batch, probs: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The meta step (every k-th iteration), then 1[max p_m ≥ τ_m(Θ)]."""
+        share = 1.0 / self.shard.world  # logs: this rank's share of the global value
         logs: dict[str, float] = {"meta": 0.0}
         if batch.step % self.cfg.k == 0:
-            logs |= self.meta_step(batch, probs) | {"meta": 1.0}
+            logs |= self.meta_step(batch, probs) | {"meta": share}
         with torch.no_grad():
-            tau = self.thresholds(tgn_inputs(probs))
-        q10, q50, q90 = torch.quantile(tau.float(), tau.new_tensor([0.1, 0.5, 0.9]).float())
+            tau = self.thresholds(tgn_inputs(probs, self.shard))
+        every = self.shard.gather(tau)  # the statistics of the global batch's thresholds
+        q = torch.quantile(every.float(), every.new_tensor([0.1, 0.5, 0.9]).float())
         logs |= {
-            "tau_mean": tau.mean().detach(),
-            "tau_std": tau.std().detach() if len(tau) > 1 else 0.0,
-            "tau_q10": q10.detach(),
-            "tau_q50": q50.detach(),
-            "tau_q90": q90.detach(),
+            "tau_mean": self.shard.mean(tau).detach(),
+            "tau_std": self.share(every.std()).detach() if len(every) > 1 else 0.0,
+            **{f"tau_q{p}": self.share(v).detach() for p, v in zip((10, 50, 90), q, strict=True)},
         }
         return (probs.max(1).values >= tau).to(probs.dtype), logs
 

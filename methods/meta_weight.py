@@ -61,15 +61,15 @@ class MetaWeight(MetaMethod, PseudoLabel):
 
         def inner(f, theta):
             v = self.sample_weights(losses, theta)
-            return (mask * v * self.per_sample_loss(f(u), target)).mean()
+            return self.meta_shard.mean(mask * v * self.per_sample_loss(f(u), target))
 
         def outer(f):
-            return self.task.supervised(f(batch.x), batch.y)
+            return self.task.supervised(f(batch.x), batch.y, self.meta_shard)
 
         norm = self.network_step(self.vnet, self.vnet_opt, inner, outer)
         with torch.no_grad():
             v = self.sample_weights(losses)
-        return mask * v, {"meta_grad_norm": norm, "weight_mean": v.mean().detach()}
+        return mask * v, {"meta_grad_norm": norm, "weight_mean": self.shard.mean(v).detach()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"vnet": self.vnet.state_dict(), "vnet_opt": self.vnet_opt.state_dict()}

@@ -31,6 +31,7 @@ def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
 
 class MixMatch(Method):
     name = "mixmatch"
+    data_parallel = False  # its mixup pairs samples across the global batch
     Config = MixMatchConfig
     views = ("weak", "weak")  # K = 2
     tasks = ("classification",)

@@ -24,6 +24,7 @@ class MixupConfig:
 
 class Mixup(Method):
     name = "mixup"
+    data_parallel = False  # its mixup pairs samples across the global batch
     Config = MixupConfig
     tasks = ("classification",)
     needs_teacher = True

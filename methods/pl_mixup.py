@@ -53,16 +53,23 @@ class PLMixup(Method):
         u = batch.u[0]
         w = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
         if self.cfg.objective == "alg1":
-            cls = self.task.supervised(self.model(batch.x), batch.y)
+            cls = self.task.supervised(self.model(batch.x), batch.y, self.shard)
         else:
-            n = min(len(batch.x), len(u))
-            mu = mix_coefficients(n, self.cfg.gamma, u)
-            m = mu.view(-1, *[1] * (u.dim() - 1))
-            x_in = m * batch.x[:n] + (1 - m) * u[:n]
-            y_in = (
-                mu[:, None] * one_hot(batch.y[:n], y_hat.shape[1], y_hat)
-                + (1 - mu[:, None]) * y_hat[:n]
-            )
-            cls = soft_cross_entropy(self.model(x_in), y_in).mean()
-        cons = self.task.consistency(self.model(u), y_hat)
+            x_in, y_in = self.mixed_pairs(batch, y_hat)
+            cls = self.shard.mean(soft_cross_entropy(self.model(x_in), y_in))
+        cons = self.task.consistency(self.model(u), y_hat, self.shard)
         return cls + w * cons, {"cls": cls.detach(), "cons": cons.detach(), **logs}
+
+    def mixed_pairs(self, batch: Batch, y_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """x_i' and y_i' of Alg. 2 for i < n = min(B_l, B_u) of the global batch; data
+        parallel, this rank's rows of them (from the gathered batch)."""
+        gather, u = self.shard.gather, batch.u[0]
+        x, y, u, y_hat = gather(batch.x), gather(batch.y), gather(u), gather(y_hat)
+        n = min(len(x), len(u))
+        mu = mix_coefficients(n, self.cfg.gamma, u)
+        rows = self.shard.rows(n)
+        mu, x, y, u, y_hat = mu[rows], x[rows], y[rows], u[rows], y_hat[rows]
+        m = mu.view(-1, *[1] * (u.dim() - 1))
+        x_in = m * x + (1 - m) * u
+        y_in = mu[:, None] * one_hot(y, y_hat.shape[1], y_hat) + (1 - mu[:, None]) * y_hat
+        return x_in, y_in

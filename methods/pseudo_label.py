@@ -59,17 +59,17 @@ class PseudoLabel(Method):
         return self.task.consistency_per_sample(out, target)
 
     def unlabeled_loss(self, out: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        return (self.per_sample_loss(out, target) * mask).mean()
+        return self.shard.mean(self.per_sample_loss(out, target) * mask)
 
     def loss(self, batch: Batch, targets: Targets | None = None):
         """The loss with `targets` (default: this method's own `targets(batch)`)."""
         target, mask, logs = self.targets(batch) if targets is None else targets
-        sup = self.task.supervised(self.model(batch.x), batch.y)
+        sup = self.task.supervised(self.model(batch.x), batch.y, self.shard)
         unsup = self.unlabeled_loss(self.model(batch.u[1]), target, mask)
         weight = self.cfg.weight * linear_ramp(batch.progress, self.cfg.ramp)
         return sup + weight * unsup, {
             "sup": sup.detach(),
             "unsup": unsup.detach(),
-            "mask_rate": mask.float().mean(),
+            "mask_rate": self.shard.mean(mask.float()),
             **logs,
         }

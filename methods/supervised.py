@@ -10,4 +10,4 @@ class Supervised(Method):
     views = ()  # no unlabeled data
 
     def loss(self, batch: Batch):
-        return self.task.supervised(self.model(batch.x), batch.y), {}
+        return self.task.supervised(self.model(batch.x), batch.y, self.shard), {}

@@ -7,12 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bilevel import Shard
+from bilevel.parallel import LOCAL
+
 
 class Task:
     kind: str = "classification"
 
-    def supervised(self, out: Tensor, y: Tensor) -> Tensor:
-        """Mean cross-entropy with class indices."""
+    def supervised(self, out: Tensor, y: Tensor, shard: Shard = LOCAL) -> Tensor:
+        """Mean cross-entropy with class indices (data parallel: this rank's part of the mean
+        over the global batch, `bilevel.parallel`)."""
+        if shard.parallel:
+            return shard.mean(F.cross_entropy(out, y, reduction="none"))
         return F.cross_entropy(out, y)
 
     def prediction(self, out: Tensor) -> Tensor:
@@ -23,9 +29,9 @@ class Task:
         """‖softmax(out) − target‖² per sample (Mean Teacher / Meta-Gradient)."""
         return (out.softmax(1) - target).pow(2).sum(1)
 
-    def consistency(self, out: Tensor, target: Tensor) -> Tensor:
+    def consistency(self, out: Tensor, target: Tensor, shard: Shard = LOCAL) -> Tensor:
         """Mean over samples of `consistency_per_sample`."""
-        return self.consistency_per_sample(out, target).mean()
+        return shard.mean(self.consistency_per_sample(out, target))
 
     def transfer(
         self, pred: Tensor, src_offsets: Tensor | None, dst_offsets: Tensor | None
@@ -42,8 +48,10 @@ class LandmarkTask(Task):
     def __init__(self, mean: Tensor, std: Tensor) -> None:
         self.mean, self.std = mean, std
 
-    def supervised(self, out: Tensor, y: Tensor) -> Tensor:
+    def supervised(self, out: Tensor, y: Tensor, shard: Shard = LOCAL) -> Tensor:
         """Mean squared error over samples and coordinates."""
+        if shard.parallel:
+            return shard.mean(F.mse_loss(out, y, reduction="none"))
         return F.mse_loss(out, y)
 
     def prediction(self, out: Tensor) -> Tensor:

@@ -283,7 +283,7 @@ def test_a_model_that_cannot_take_the_datasets_inputs_is_named():
     from dataclasses import replace
 
     from experiments import sources
-    from experiments.train import _model
+    from experiments.build import _model
 
     cfg = replace(configs.get("fixmatch_digits"), model="tcdcn", model_kw={})
     src = sources.load("digits", size="smoke")

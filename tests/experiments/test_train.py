@@ -42,6 +42,7 @@ def test_smoke_run(name, tmp_path):
     summary = train(cfg, seed=0, scale="smoke", root=tmp_path, progress=False)
     run = tmp_path / name / "seed0"
     expected = [".lock", "ckpt.prev.pt", "ckpt.pt", "config.json", "metrics.csv", "summary.json"]
+    expected.append("tb")  # TensorBoard event files
     if cfg.snapshots:
         expected.insert(5, "snapshots")
         assert [p.name for p in sorted((run / "snapshots").iterdir())] == [
@@ -442,3 +443,60 @@ def test_divergence_is_read_at_a_bounded_interval_and_names_the_first_bad_step(
     with pytest.raises(Diverged, match=r"not finite at step 61 \(.*loss=nan.*no checkpoint"):
         train(cfg, 0, "smoke", root=tmp_path, progress=False)
     assert max(seen) + 1 == 2 * CHECK_EVERY  # read at step 100, not at every step
+
+
+def _exp(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RUNS_ROOT": str(tmp)}
+    cmd = [sys.executable, "-m", "experiments", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
+
+
+def test_two_processes_train_one_run_and_resume_after_sigterm(tmp_path):
+    """`--nproc 2` (make exp NPROC=2): rank 0 alone writes, the numbers are those of one
+    process up to float32 rounding, and a run stopped by SIGTERM resumes to the numbers of an
+    uninterrupted 2-process run."""
+    args = ["metathreshold_digits", "--scale", "smoke", "--quiet", "--nproc", "2"]
+    args += ["steps=300", "eval_every=100", "batch_size=8", "unlabeled_batch=16"]
+    whole = _exp(tmp_path / "whole", *args)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout)["nproc"] == 2
+    run = "metathreshold_digits+batch_size=8+eval_every=100+steps=300+unlabeled_batch=16+smoke"
+    ref = tmp_path / "whole" / run / "seed0"
+    rows = _rows(ref / "metrics.csv")
+    assert len(rows) == len({(r["step"], r["split"], r["metric"]) for r in rows})  # one writer
+    one = _exp(tmp_path / "one", *args[:-6], *args[-4:])
+    assert one.returncode == 0, one.stderr
+    for a, b in zip(
+        _rows(ref / "metrics.csv"),
+        _rows(tmp_path / "one" / run / "seed0" / "metrics.csv"),
+        strict=True,
+    ):
+        assert (a["step"], a["metric"]) == (b["step"], b["metric"])
+        if a["split"] != "time":
+            assert float(a["value"]) == pytest.approx(float(b["value"]), rel=1e-4, abs=1e-5), a
+
+    env = {**os.environ, "RUNS_ROOT": str(tmp_path / "cut")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments", *args], env=env, stderr=subprocess.PIPE, text=True
+    )
+    ckpt = tmp_path / "cut" / run / "seed0" / "ckpt.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate()[1]
+    assert proc.returncode == 143, err
+    assert err.count("stopped by SIGTERM") == 1, err  # rank 0 alone speaks
+    resumed = _exp(tmp_path / "cut", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _comparable(ckpt.parent) == _comparable(ref)
+
+
+def test_batches_that_do_not_split_over_the_processes_are_refused(tmp_path):
+    out = _exp(tmp_path, "fixmatch_digits", "--scale", "smoke", "--nproc", "2", "batch_size=33")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: batch_size: 33 does not split over 2 processes; the batch sizes are the global "
+        "ones, so each must be a multiple of the number of processes"
+    )
+    assert not any(tmp_path.iterdir())

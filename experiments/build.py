@@ -1,0 +1,191 @@
+"""Building a run from its config: the device, data splits, model, optimizer and schedule, EMA
+teacher, method and batch maker, each checked before anything is written (bad settings are a
+ConfigError naming the key)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from bilevel import Shard
+from methods import METHODS, Method
+from methods.base import ema_decay, training_mode
+
+from . import sources
+from .config import Config, ConfigError
+from .data import BatchMaker, SSLData, make_splits, mix_seed
+from .models import MODELS
+
+
+@dataclass
+class Run:
+    data: SSLData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: AveragedModel | None
+    method: Method
+    batches: BatchMaker
+    device: torch.device
+
+
+def lr_factor(cfg: Config, step: int) -> float:
+    """Linear warm-up, then constant, step (×gamma at each milestone) or FixMatch's cosine."""
+    warm = int(cfg.warmup * cfg.steps)
+    scale = (step + 1) / warm if warm and step < warm else 1.0
+    if cfg.schedule == "step":
+        scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
+    elif cfg.schedule == "cosine":
+        scale *= math.cos(7 * math.pi * step / (16 * cfg.steps))
+    return scale
+
+
+def _ema_fn(decay: float):
+    def avg(avg_p: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = ema_decay(int(n), decay)
+        return d * avg_p + (1.0 - d) * p
+
+    return avg
+
+
+def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.Module:
+    """The model for `src`'s inputs and outputs; bad arguments, or a model that cannot take
+    the dataset's inputs, are a ConfigError (checked with one forward pass in eval mode)."""
+    in_ch = src.train_x.shape[1]
+    kw = dict(cfg.model_kw)
+    if cfg.model in ("mlp", "linear"):
+        kw.setdefault("in_features", in_ch * src.train_x.shape[2] * src.train_x.shape[3])
+        kw.setdefault("num_outputs", src.num_outputs)
+    elif cfg.model != "tcdcn":
+        kw.setdefault("num_classes", src.num_outputs)
+        kw.setdefault("in_channels", in_ch)
+    known = inspect.signature(MODELS[cfg.model]).parameters
+    unknown = sorted(set(kw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model.{unknown[0]}: model {cfg.model} has no argument {unknown[0]!r} (its "
+            f"arguments: {', '.join(known)})"
+        )
+    try:
+        model = MODELS[cfg.model](**kw).to(device)
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a negative width
+        args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"model.*: {cfg.model}({args}) cannot be built: {first}") from None
+    shape = tuple(src.train_x.shape[1:])
+    try:
+        with torch.no_grad(), training_mode(model, False):
+            out = model(src.train_x[:2].to(device).float() / 255)  # values do not matter here
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(
+            f"model: {cfg.model} cannot take {cfg.dataset} inputs of shape {shape} ({first})"
+        ) from None
+    if out.shape[1:] != (src.num_outputs,):
+        raise ConfigError(
+            f"model: {cfg.model} gives outputs of shape {tuple(out.shape[1:])}; {cfg.dataset} "
+            f"needs ({src.num_outputs},)"
+        )
+    return model
+
+
+def _device(cfg: Config, shard: Shard) -> torch.device:
+    """The configured device; data parallel on CUDA, this process's GPU (LOCAL_RANK)."""
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and shard.parallel:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", shard.rank)))
+    return device
+
+
+def check_split(cfg: Config, world: int) -> None:
+    """Data parallel: every batch the method uses splits evenly over `world` processes."""
+    if world == 1:
+        return
+    cls = METHODS[cfg.method]
+    sizes = {"batch_size": cfg.batch_size}
+    if cls.views:
+        sizes["unlabeled_batch"] = cfg.unlabeled_batch
+    if cls.needs_holdout:
+        sizes["holdout_batch"] = cfg.holdout_batch or cfg.batch_size
+    for key, n in sizes.items():
+        if n % world:
+            raise ConfigError(
+                f"{key}: {n} does not split over {world} processes; the batch sizes are "
+                f"the global ones, so each must be a multiple of the number of processes"
+            )
+
+
+def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = None) -> Run:
+    """Everything a run needs, checked. `shard` (default: this process's place in
+    `torch.distributed`'s group, if any): data parallel over several processes."""
+    shard = Shard.current() if shard is None else shard
+    device = _device(cfg, shard)
+    src = sources.load(cfg.dataset, download=cfg.download, size=scale)
+    data = make_splits(
+        src,
+        seed,
+        cfg.num_labels,
+        cfg.label_fraction,
+        cfg.val_size,
+        cfg.holdout,
+        cfg.imbalance,
+        (cfg.head_labeled, cfg.head_unlabeled),
+    )
+    if len(data.val) == 0:
+        raise ConfigError(
+            "val_size: training needs a validation set (it picks the best evaluation); "
+            "set val_size >= 1"
+        )
+    cls = METHODS[cfg.method]
+    check_split(cfg, shard.world)
+    if cls.views and len(data.unlabeled) == 0:
+        key = "num_labels" if src.task == "classification" else "label_fraction"
+        raise ConfigError(
+            f"{key}: every training sample of {cfg.dataset} is labeled, and {cfg.method} "
+            f"trains on unlabeled data; lower {key}"
+        )
+    torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
+    model = _model(cfg, src, device)
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
+        )
+    else:
+        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
+    ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
+    teacher = ema.module if ema is not None else None
+    try:
+        method = cls(
+            cfg.method_config(),
+            model,
+            opt,
+            data.task,
+            teacher=teacher,
+            estimator=cfg.estimator,
+            estimator_kw=cfg.estimator_kw(),
+            teacher_decay=cfg.ema_decay,
+            shard=shard,
+            rank_local=cfg.rank_local,
+        )
+    except (ValueError, TypeError) as err:  # the method refuses this setup
+        raise ConfigError(f"{cfg.name}: {err}") from None
+    sizes = {
+        "labeled": cfg.batch_size,
+        "unlabeled": cfg.unlabeled_batch,
+        "holdout": cfg.holdout_batch or cfg.batch_size,
+    }
+    batches = BatchMaker(data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout, shard)
+    return Run(data, model, opt, sched, ema, method, batches, device)

@@ -1,0 +1,141 @@
+"""Data-parallel training steps (bilevel.parallel, methods' shards, BatchMaker slices): 3 steps
+of every meta method (and base) under every estimator it accepts, on 2 gloo processes, give the
+parameters, meta parameters, EMA and logged values of 1 process on the whole batch, to 1e-10 in
+float64. The labeled and unlabeled batches differ in size (6 and 10), so the mixups pair samples
+held by different ranks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from bilevel import Shard
+from experiments import configs, distributed
+from experiments.config import ConfigError, apply_overrides, smoke
+from experiments.data import mix_seed
+from experiments.train import build
+from tests.distributed import run_ranks
+
+META = [
+    "metagrad_digits",
+    "metasemi_digits",
+    "metathreshold_digits",
+    "metaweight_digits",
+    "impute_v1_digits",
+    "impute_v1_mt_digits",
+    "impute_v2_digits",
+    "impute_v2_mt_digits",
+]
+BASES = ["pl_mixup_digits", "ema_mixup_digits", "fixmatch_digits", "pseudo_label_digits"]
+BASES += ["mean_teacher_digits", "supervised_digits"]
+ESTIMATORS = ["func", "higher", "forward", "fd", "implicit"]
+CASES = [(n, e) for n in META for e in ESTIMATORS] + [(n, None) for n in BASES]
+CASES += [("impute_v1_digits", "analytic"), ("metagrad_digits", "toolkit")]
+BN = [("metagrad_digits", "batchnorm"), ("metathreshold_digits", "batchnorm")]
+SIZES = ["batch_size=6", "unlabeled_batch=10", "holdout_batch=4", "steps=3"]
+STEPS = 3
+
+
+def _overrides(name: str, estimator: str | None) -> list[str]:
+    if estimator == "analytic":
+        return [*SIZES, "estimator=analytic", "model=linear"]
+    if estimator == "toolkit":  # the real optimizer's virtual step (Nesterov momentum)
+        return [*SIZES, "method.protocol=toolkit"]
+    if estimator == "batchnorm":
+        return [*SIZES, "model.batchnorm=true"]
+    if estimator == "implicit":  # 100 CG steps on an indefinite Hessian amplify rounding
+        return [*SIZES, "estimator=implicit", "estimator.implicit.iters=5"]
+    return SIZES + ([f"estimator={estimator}"] if estimator else [])
+
+
+def _double_batch(b):
+    def cast(v):
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.double()
+        return [cast(t) for t in v] if isinstance(v, list) else v
+
+    return dataclasses.replace(
+        b, **{f.name: cast(getattr(b, f.name)) for f in dataclasses.fields(b)}
+    )
+
+
+def _steps(name: str, estimator: str | None):
+    """3 training steps on this process's shard: (state tensors, per-step logs), or None when
+    the method refuses the estimator."""
+    cfg = apply_overrides(smoke(configs.get(name)), _overrides(name, estimator))
+    try:
+        run = build(cfg, 0, "smoke", Shard.current())
+    except ConfigError:
+        return None
+    run.model.double()
+    if run.ema is not None:
+        run.ema.double()
+    for net in ("tgn", "vnet"):
+        if hasattr(run.method, net):
+            getattr(run.method, net).double()
+    logs = []
+    for step in range(STEPS):
+        torch.manual_seed(mix_seed(0, step, 0))
+        out = run.method.train_step(_double_batch(run.batches(step)))
+        run.scheduler.step()
+        distributed.sync_buffers(run.model, run.method.shard)
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        logs.append({k: float(v) for k, v in out.items()})
+    state = {f"model.{k}": v for k, v in run.model.state_dict().items()}
+    if run.ema is not None:
+        state |= {f"ema.{k}": v for k, v in run.ema.module.state_dict().items()}
+    for net in ("tgn", "vnet"):
+        if hasattr(run.method, net):
+            state |= {f"{net}.{k}": v for k, v in getattr(run.method, net).state_dict().items()}
+    return state, logs
+
+
+def _all():
+    return [_steps(*case) for case in CASES + BN]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    return run_ranks(_all, 2, tmp_path_factory.mktemp("ranks"))
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{n}-{e}" for n, e in CASES])
+def test_two_processes_train_as_one(two_ranks, i):
+    single = _steps(*CASES[i])
+    if single is None:  # the method refuses this estimator: so must the ranks
+        assert all(rank[i] is None for rank in two_ranks)
+        pytest.skip(f"{CASES[i][0]} does not take estimator {CASES[i][1]}")
+    state, logs = single
+    for rank in two_ranks:
+        got_state, _ = rank[i]
+        assert got_state.keys() == state.keys()
+        for k, want in state.items():
+            if not want.is_floating_point():
+                assert torch.equal(got_state[k], want), k
+                continue
+            err = float((got_state[k] - want).norm() / want.norm().clamp_min(1e-300))
+            assert err <= 1e-10, (k, err)
+    # each rank logs its share: the sum over ranks is the one-process log
+    for step in range(STEPS):
+        for k, want in logs[step].items():
+            got = sum(rank[i][1][step][k] for rank in two_ranks)
+            assert abs(got - want) <= 1e-10 * max(1.0, abs(want)), (step, k, got, want)
+
+
+@pytest.mark.parametrize("i", range(len(BN)), ids=[n for n, _ in BN])
+def test_batchnorm_normalises_per_rank_and_keeps_the_copies_equal(two_ranks, i):
+    """BatchNorm in train mode normalises each rank's slice with its own statistics (as
+    DistributedDataParallel without SyncBatchNorm), so 2 processes are not 1 process on the
+    whole batch; the copies stay equal: gradients are summed and rank 0's running statistics
+    are broadcast after every step."""
+    (a, _), (b, _) = (rank[len(CASES) + i] for rank in two_ranks)
+    assert a.keys() == b.keys() and any("running_mean" in k for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    single, _ = _steps(*BN[i])
+    weight = "model.1.weight"
+    err = float((a[weight] - single[weight]).norm() / single[weight].norm())
+    assert err > 1e-8, "per-rank statistics should differ from the whole batch's"
