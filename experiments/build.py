@@ -19,6 +19,7 @@ from methods.base import ema_decay, training_mode
 from . import sources
 from .config import Config, ConfigError
 from .data import BatchMaker, SSLData, make_splits, mix_seed
+from .imagefolder import as_tensor
 from .models import MODELS
 
 
@@ -35,13 +36,16 @@ class Run:
 
 
 def lr_factor(cfg: Config, step: int) -> float:
-    """Linear warm-up, then constant, step (×gamma at each milestone) or FixMatch's cosine."""
+    """Linear warm-up, then constant, step (×gamma at each milestone), FixMatch's cosine
+    cos(7πt/16T), or cosine annealing ½(1 + cos(π(t − w)/(T − w))) to 0 after the warm-up w."""
     warm = int(cfg.warmup * cfg.steps)
     scale = (step + 1) / warm if warm and step < warm else 1.0
     if cfg.schedule == "step":
         scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
     elif cfg.schedule == "cosine":
         scale *= math.cos(7 * math.pi * step / (16 * cfg.steps))
+    elif cfg.schedule == "cosine_annealing" and step >= warm:  # to 0 after the warm-up
+        scale *= 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
     return scale
 
 
@@ -80,7 +84,7 @@ def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.M
     shape = tuple(src.train_x.shape[1:])
     try:
         with torch.no_grad(), training_mode(model, False):
-            out = model(src.train_x[:2].to(device).float() / 255)  # values do not matter here
+            out = model(as_tensor(src.train_x[:2]).to(device).float() / 255)  # any values
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(
@@ -126,7 +130,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
     `torch.distributed`'s group, if any): data parallel over several processes."""
     shard = Shard.current() if shard is None else shard
     device = _device(cfg, shard)
-    src = sources.load(cfg.dataset, download=cfg.download, size=scale)
+    src = sources.load(cfg.dataset, download=cfg.download, size=scale, image_size=cfg.image_size)
     data = make_splits(
         src,
         seed,

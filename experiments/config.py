@@ -37,7 +37,10 @@ class Config:
     estimator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # data
     num_labels: int = 0  # classification: total labeled samples, class-balanced
-    label_fraction: float = 0.0  # landmarks: share of the training set that is labeled
+    # landmarks: share of the training set that is labeled; classification (ImageNet): share of
+    # each class (num_labels is then not used)
+    label_fraction: float = 0.0
+    image_size: int = 224  # ImageNet: the crop side
     val_size: int = 0  # classification: validation samples held out from train
     holdout: str = "labeled"  # hold-out batches: "labeled" set or a "separate" split from val
     # class-imbalanced split (Meta-T Sec. 5.3): class c keeps N_1·γ^(−c/(C−1)) labeled and
@@ -54,7 +57,7 @@ class Config:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "constant"  # constant | step | cosine
+    schedule: str = "constant"  # constant | step | cosine | cosine_annealing
     milestones: tuple[float, ...] = ()  # step schedule, as fractions of `steps`
     gamma: float = 0.1
     warmup: float = 0.0  # linear warm-up, fraction of `steps`
@@ -239,9 +242,9 @@ def validate(cfg: Config) -> None:
             "optimizer must be sgd, adam or adamw",
         ),
         (
-            cfg.schedule in ("constant", "step", "cosine"),
+            cfg.schedule in ("constant", "step", "cosine", "cosine_annealing"),
             "schedule",
-            "schedule must be constant, step or cosine",
+            "schedule must be constant, step, cosine or cosine_annealing",
         ),
         (
             all(0 < m < 1 for m in cfg.milestones),
@@ -286,6 +289,7 @@ def validate(cfg: Config) -> None:
         (cfg.num_labels >= 0, "num_labels", "num_labels must be >= 0"),
         (cfg.eval_limit >= 0, "eval_limit", "eval_limit must be >= 0 (0: all)"),
         (cfg.workers >= -1, "workers", "workers must be >= 0, or -1 for the default"),
+        (cfg.image_size >= 1, "image_size", "image_size must be >= 1"),
         (0 <= cfg.momentum < 1, "momentum", "momentum must be in [0, 1)"),
         (cfg.weight_decay >= 0, "weight_decay", "weight_decay must be >= 0"),
         (cfg.gamma > 0, "gamma", "gamma (the step schedule's factor) must be > 0"),

@@ -24,6 +24,7 @@ from methods.task import LandmarkTask, Task
 
 from . import augment
 from .config import ConfigError
+from .imagefolder import ImageFiles
 from .sources import Source
 
 # the landmark targets are standardised by the labeled set's mean and std per coordinate;
@@ -85,6 +86,16 @@ def _balanced(labels: Tensor, num_labels: int, classes: int, g: torch.Generator)
     return torch.cat(chosen).sort().values
 
 
+def _by_fraction(labels: Tensor, fraction: float, g: torch.Generator) -> Tensor:
+    """round(`fraction` × its size) indices of every class (at least one each)."""
+    chosen = []
+    for c in range(int(labels.max()) + 1):
+        idx = (labels == c).nonzero().flatten()
+        take = max(1, round(fraction * len(idx))) if len(idx) else 0
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:take]])
+    return torch.cat(chosen).sort().values
+
+
 def imbalanced_counts(head: int, ratio: float, classes: int) -> list[int]:
     """Samples per class of a long-tailed split: head·ratio^(−c/(C−1)), c = 0…C−1 (at least 1)."""
     return [max(1, round(head * ratio ** (-c / max(1, classes - 1)))) for c in range(classes)]
@@ -139,6 +150,10 @@ def make_splits(
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
         lab_local, unl_local = _imbalanced(train_y[rest], heads, imbalance, _generator(seed, 2))
+    elif src.task == "classification" and label_fraction > 0:  # ImageNet: 10% of each class
+        order = torch.randperm(n, generator=_generator(0, 1))
+        val_idx, rest = order[:val_size], order[val_size:]
+        lab_local = _by_fraction(train_y[rest], label_fraction, _generator(seed, 2))
     elif src.task == "classification":
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
@@ -177,9 +192,12 @@ def make_splits(
         mean, std = torch.zeros(1), torch.ones(1)  # TCDCN takes raw [0, 1] intensities
     else:
         task = Task()
-        pixels = src.train_x.double() / 255
-        mean = pixels.mean((0, 2, 3)).float()
-        std = pixels.std((0, 2, 3)).float().clamp_min(1e-3)
+        if src.mean is not None:  # files: the dataset's published statistics
+            mean, std = src.mean, src.std
+        else:
+            pixels = src.train_x.double() / 255
+            mean = pixels.mean((0, 2, 3)).float()
+            std = pixels.std((0, 2, 3)).float().clamp_min(1e-3)
     return SSLData(
         src, labeled, unlabeled, val, Part(src.test_x, src.test_y), held, task, mean, std
     )
@@ -238,6 +256,8 @@ class BatchMaker:
     def _augmented(self, part: Part, idx: Tensor, g: torch.Generator):
         """Weak view of labeled samples, with their (shifted, standardised) targets."""
         src = self.data.source
+        if isinstance(part.x, ImageFiles):  # decoded here: random-resized crop and flip
+            return part.x[idx].crops(g), part.y[idx]
         imgs = part.x[idx].float() / 255
         offsets = augment.random_offsets(len(idx), src.max_shift, g)
         imgs = augment.translate(imgs, offsets)
@@ -278,9 +298,17 @@ class BatchMaker:
         views, offsets, u_true = [], [], None
         if self.views:
             u_idx = stream(len(d.unlabeled), s["unlabeled"], step, self.seed, 2)
-            u01 = d.unlabeled.x[u_idx].float() / 255
             u_true = d.unlabeled.y[u_idx]
+            files = d.unlabeled.x[u_idx] if isinstance(d.unlabeled.x, ImageFiles) else None
+            u01 = None if files else d.unlabeled.x[u_idx].float() / 255
             for view in self.views:
+                if files is not None:  # each view its own crop and flip (strong: + RandAugment)
+                    img = files.crops(g)
+                    if view == "strong":
+                        img = self._finish(augment.strong(img.float() / 255, g, 0, False))
+                    views.append(img)
+                    offsets.append(torch.zeros(len(u_idx), 2, dtype=torch.long))
+                    continue
                 off = augment.random_offsets(len(u_idx), d.source.max_shift, g)
                 if view == "strong":
                     img = augment.strong(augment.translate(u01, off), g, 0, d.source.flip)

@@ -8,6 +8,7 @@ from methods.base import training_mode
 from methods.task import Task
 
 from .data import BatchMaker, Part
+from .imagefolder import as_tensor
 from .metrics import error_percent, landmark_metrics
 
 
@@ -21,9 +22,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of `model` in eval mode on (the first `limit` samples of) `part`."""
     n = len(part) if limit <= 0 else min(limit, len(part))
-    x = part.x[:n]
+    x = part.x[:n]  # image files are decoded chunk by chunk (`as_tensor`: resize, centre crop)
     with training_mode(model, False):
-        outs = [model(batches.normalise(x[i : i + chunk])).cpu() for i in range(0, n, chunk)]
+        outs = [
+            model(batches.normalise(as_tensor(x[i : i + chunk]))).cpu() for i in range(0, n, chunk)
+        ]
     out, y = torch.cat(outs), part.y[:n]
     task = batches.data.task
     if task.kind == "classification":

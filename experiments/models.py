@@ -105,11 +105,17 @@ def tcdcn(num_outputs: int = 10) -> nn.Module:
     )
 
 
-def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    """torchvision ResNet-18 (random init) with the usual CIFAR stem: 3×3 conv, no max-pool."""
+def resnet18(num_classes: int = 10, in_channels: int = 3, stem: str = "cifar") -> nn.Module:
+    """torchvision ResNet-18 (random init); `stem="cifar"`: 3×3 conv, no max-pool (32×32
+    inputs), `stem="imagenet"`: torchvision's own 7×7 stride-2 conv and max-pool."""
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f"resnet18: stem must be cifar or imagenet, not {stem!r}")
     net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
-    net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-    net.maxpool = nn.Identity()
+    if stem == "cifar":
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
     return net
 
 

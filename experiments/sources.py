@@ -23,6 +23,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from . import synthfaces
+from .imagefolder import ImageFiles
 
 FACE_SIZE = 60
 
@@ -43,6 +44,8 @@ class Source:
     max_shift: int  # translation range of the weak augmentation, in pixels
     flip: bool  # horizontal flips allowed
     val_last_fraction: float = 0.0  # AFLW: the last 10% of the train list is validation
+    mean: Tensor | None = None  # per-channel input statistics (None: computed from train_x)
+    std: Tensor | None = None
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -340,11 +343,67 @@ def load_mtfl(root: str | Path | None = None) -> Source:
     return _landmark_source("mtfl", train_x, train_y, test_x, test_y)
 
 
-DATASETS = ("digits", "synthfaces", *_TV, "aflw", "mtfl")
+IMAGENET_LAYOUT = (
+    "  {where}/train/<class>/<image>.JPEG   (one folder per class, torchvision's ImageFolder)\n"
+    "  {where}/val/<class>/<image>.JPEG     (validation images sorted into the same folders)"
+)
 
 
-def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -> Source:
-    """The source named `name` (digits, synthfaces, cifar10, cifar100, svhn, aflw, mtfl)."""
+def load_imagenet(root: str | Path | None = None, size: int = 224) -> Source:
+    """ImageNet from `DATA_ROOT/imagenet/{train,val}/<class>/…` (ImageFolder layout), images
+    left on disk (`ImageFiles`, decoded per batch at `size`×`size`); val is the test set."""
+    where = Path(root) if root is not None else data_root() / "imagenet"
+    layout = IMAGENET_LAYOUT.format(where=where)
+    how = (
+        "download ILSVRC2012 from image-net.org (registration needed) and sort the validation "
+        "images into class folders (e.g. with the valprep.sh script of PyTorch's ImageNet "
+        "example); `make exp NAME=<method>_digits` runs the same methods on embedded data."
+    )
+    splits = []
+    for split in ("train", "val"):
+        folder = where / split
+        if not folder.is_dir():
+            raise _missing("imagenet", folder, layout, how)
+        try:
+            ds = torchvision.datasets.ImageFolder(str(folder))
+        except (FileNotFoundError, OSError) as err:
+            raise DataError(f"imagenet: {folder}: {err}\nExpected layout:\n{layout}") from None
+        splits.append(ds)
+    train, val = splits
+    if train.classes != val.classes:
+        extra = sorted(set(val.classes) ^ set(train.classes))[:3]
+        raise DataError(
+            f"imagenet: {where / 'val'} and {where / 'train'} have different class folders "
+            f"(e.g. {', '.join(extra)})"
+        )
+
+    def files(ds) -> tuple[ImageFiles, Tensor]:
+        return ImageFiles(tuple(p for p, _ in ds.samples), size), torch.tensor(ds.targets)
+
+    (train_x, train_y), (test_x, test_y) = files(train), files(val)
+    return Source(
+        "imagenet",
+        "classification",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_outputs=len(train.classes),
+        max_shift=0,
+        flip=True,
+        mean=torch.tensor([0.485, 0.456, 0.406]),
+        std=torch.tensor([0.229, 0.224, 0.225]),
+    )
+
+
+DATASETS = ("digits", "synthfaces", *_TV, "aflw", "mtfl", "imagenet")
+
+
+def load(
+    name: str, seed: int = 0, download: bool = False, size: str = "full", image_size: int = 224
+) -> Source:
+    """The source named `name` (digits, synthfaces, cifar10, cifar100, svhn, aflw, mtfl,
+    imagenet; `image_size`: ImageNet's crop)."""
     if name == "digits":
         return load_digits(seed=0)
     if name == "synthfaces":
@@ -355,4 +414,6 @@ def load(name: str, seed: int = 0, download: bool = False, size: str = "full") -
         return load_aflw()
     if name == "mtfl":
         return load_mtfl()
+    if name == "imagenet":
+        return load_imagenet(size=image_size)
     raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")

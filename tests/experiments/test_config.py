@@ -44,7 +44,10 @@ def test_overrides_are_typed(cfg):
         ("method.threshold=high", "method.threshold='high': expected float"),
         ("estimator=exact", "estimator: unknown estimator 'exact'; valid: higher, func"),
         ("method=fixmatch2", "method: unknown method 'fixmatch2'; valid:"),
-        ("schedule=linear", "schedule: schedule must be constant, step or cosine"),
+        (
+            "schedule=linear",
+            "schedule: schedule must be constant, step, cosine or cosine_annealing",
+        ),
         ("lr", "override 'lr' is not of the form key=value"),
         ("imbalance=0.5", "imbalance: imbalance is a ratio γ >= 1 (0: balanced split)"),
         ("imbalance=10", "imbalance: an imbalanced split needs head_labeled > 0"),
