@@ -148,8 +148,8 @@ def test_digits_and_synthfaces():
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; valid: digits"):
-        sources.load("imagenet")
+    with pytest.raises(ValueError, match="unknown dataset 'tinyimagenet'; valid: digits"):
+        sources.load("tinyimagenet")
 
 
 @pytest.mark.parametrize(

@@ -93,13 +93,26 @@ def _steps(name: str, estimator: str | None):
     return state, logs
 
 
+def _rank_local_targets():
+    """Meta-Gradient's first pseudo labels under rank_local=true, on this rank's slice."""
+    cfg = apply_overrides(smoke(configs.get("metagrad_digits")), [*SIZES, "rank_local=true"])
+    run = build(cfg, 0, "smoke", Shard.current())
+    torch.manual_seed(mix_seed(0, 0, 0))
+    return run.method.targets(run.batches(0))[0]
+
+
 def _all():
-    return [_steps(*case) for case in CASES + BN]
+    return [_steps(*case) for case in CASES + BN], _rank_local_targets()
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
+def ranks(tmp_path_factory):
     return run_ranks(_all, 2, tmp_path_factory.mktemp("ranks"))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(ranks):
+    return [steps for steps, _ in ranks]
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{n}-{e}" for n, e in CASES])
@@ -139,3 +152,20 @@ def test_batchnorm_normalises_per_rank_and_keeps_the_copies_equal(two_ranks, i):
     weight = "model.1.weight"
     err = float((a[weight] - single[weight]).norm() / single[weight].norm())
     assert err > 1e-8, "per-rank statistics should differ from the whole batch's"
+
+
+def test_rank_local_meta_steps_are_each_ranks_own(ranks):
+    """rank_local=true (the Meta-Gradient authors' ImageNet code): each rank's pseudo labels are
+    those one process computes from that rank's slice alone; without it they are the global
+    batch's (differ)."""
+    cfg = apply_overrides(smoke(configs.get("metagrad_digits")), SIZES)
+    run = build(cfg, 0, "smoke", Shard())
+    whole = run.batches(0)
+    torch.manual_seed(mix_seed(0, 0, 0))
+    global_labels = run.method.targets(whole)[0]
+    for rank, (_, got) in enumerate(ranks):
+        mine = whole.part(Shard(2, rank))
+        torch.manual_seed(mix_seed(0, 0, 0))
+        want = run.method.targets(mine)[0]
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
+        assert not torch.allclose(got, global_labels[Shard(2, rank).rows(len(global_labels))])
