@@ -19,7 +19,7 @@ from experiments.cli import run_cli
 
 from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
 from .context import Context, Need
-from .seeds import command, seed_list
+from .seeds import command, job_options, seed_list
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,7 @@ def parse(
         "--seeds", type=seed_list, default="0,1", help="seeds of figures that show spread"
     )
     parser.add_argument("--only", nargs="*", help="figure names")
-    parser.add_argument(
-        "--executor",
-        choices=("local", "slurm"),
-        default=None,
-        help="make reproduce: train missing runs as submitit jobs",
-    )
-    parser.add_argument("--parallel", type=int, default=2, help="jobs at a time")
+    job_options(parser)  # make reproduce
     args = parser.parse_args(argv)
     out = args.out or (Path("figures") / ("smoke" if args.scale == "smoke" else ""))
     ctx = Context(out=out, scale=args.scale, seeds=tuple(args.seeds))

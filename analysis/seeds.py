@@ -106,6 +106,12 @@ def check_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--scale", choices=("full", "smoke"), default="full")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    job_options(parser)
+    return parser
+
+
+def job_options(parser: argparse.ArgumentParser) -> None:
+    """--executor and --parallel: train missing runs as submitit jobs (analysis.cluster)."""
     parser.add_argument(
         "--executor",
         choices=("local", "slurm"),
@@ -113,7 +119,6 @@ def check_parser(description: str) -> argparse.ArgumentParser:
         help="train missing runs as submitit jobs (default: one after another in-process)",
     )
     parser.add_argument("--parallel", type=int, default=2, help="jobs at a time")
-    return parser
 
 
 def table(frame: pd.DataFrame) -> pd.DataFrame:

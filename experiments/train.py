@@ -231,7 +231,8 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 bad = watch.first_bad(shard)
                 if bad is not None:
                     _diverged(cfg, seed, rundir, bad, _checkpoint_step(rows))
-                bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+                loss = distributed.sum_logs({"loss": logs["loss"]}, shard, run.device)["loss"]
+                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)  # the global loss
             if stopping and not evaluate_now:  # checkpoint this step, with the log sums
                 partial = elapsed + time.perf_counter() - tick
                 every = distributed.gather_logs(running, shard)
