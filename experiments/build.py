@@ -14,11 +14,12 @@ from torch.optim.swa_utils import AveragedModel
 
 from bilevel import Shard
 from methods import METHODS, Method
-from methods.base import ema_decay, training_mode
+from methods.base import training_mode
 
 from . import sources
 from .config import Config, ConfigError
 from .data import BatchMaker, SSLData, make_splits, mix_seed
+from .ema import EMA
 from .imagefolder import as_tensor
 from .models import MODELS
 
@@ -47,14 +48,6 @@ def lr_factor(cfg: Config, step: int) -> float:
     elif cfg.schedule == "cosine_annealing" and step >= warm:  # to 0 after the warm-up
         scale *= 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
     return scale
-
-
-def _ema_fn(decay: float):
-    def avg(avg_p: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = ema_decay(int(n), decay)
-        return d * avg_p + (1.0 - d) * p
-
-    return avg
 
 
 def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.Module:
@@ -169,7 +162,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
         adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
         opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
-    ema = AveragedModel(model, avg_fn=_ema_fn(cfg.ema_decay)) if cfg.ema_decay > 0 else None
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     teacher = ema.module if ema is not None else None
     try:
         method = cls(
