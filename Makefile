@@ -55,7 +55,7 @@ check-meta: $(STAMP)
 	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS)) $(JOBS)
 
 bench: $(STAMP)
-	$(PY) -m analysis.bench
+	$(PY) -m analysis.bench $(if $(BENCH_SCALE),--scale $(BENCH_SCALE))
 
 figures: $(STAMP)
 	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))

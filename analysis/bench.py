@@ -1,17 +1,35 @@
-"""`make bench`: the cost of one training step of each meta method relative to its base.
+"""`make bench`: the cost of a meta step against its base's, at the papers' model sizes, with the
+batch production included.
 
-Builds each named experiment's model, optimizer and method (the real ones, `experiments.train.
-build`) and times `train_step` on the same batches, interleaving the methods of a pair in one
-process so that they share the machine's state. Median over `--repeats` steps after a warm-up.
-Writes results/bench.csv, results/bench.md and results/bench.png.
+For each paper experiment (Meta-Gradient: CNN-13 on CIFAR-10 shapes, 128 + 128; Meta-T: WRN-28-2,
+32 + 448 × 2 views; Impute V2: TCDCN on AFLW shapes, 128 + 128 + hold-out 128) it builds the real
+run (`experiments.build`) and the same run with the base method, then times training steps the
+way the training loop takes them: batches from `experiments.data.batches` with the default
+workers, the step, a device synchronisation. Columns:
+
+    step_ms         median time of a training step (the meta experiment, or the base)
+    ratio_vs_base   step_ms / the base's step_ms (the same batch sizes and model)
+    data_ms         median time to build one batch on the host (`BatchMaker.host`)
+    data_wait_share share of the loop's wall time spent waiting for the next batch
+
+Without the datasets under DATA_ROOT, stand-ins in the real on-disk formats are written to a
+temporary folder (random CIFAR-10 images, synthetic faces in the AFLW format; the `data` column
+says which). `--scale` (BENCH_SCALE; default 1 on CUDA, 1/8 on CPU) multiplies the batch sizes so
+that a CPU finishes in minutes; the `batch` column gives the sizes used. Absolute times mean
+something only on a GPU; on CPU, read the ratios.
+
+    python -m analysis.bench [--scale 0.125] [--repeats 5] [--estimators func,forward]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -21,108 +39,170 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from bilevel import GENERAL
-from experiments import configs
+from experiments import configs, sources, standins, synthfaces
+from experiments.build import build
 from experiments.cli import run_cli
-from experiments.config import apply_overrides
-from experiments.train import build
+from experiments.config import Config, apply_overrides
+from experiments.data import batches, default_workers
+from methods import METHODS
 
-ESTIMATORS = list(GENERAL)
-
-
-def pairs() -> list[tuple[str, list[str]]]:
-    """Every meta experiment on balanced digits with its base run (derived)."""
-    return [
-        (base, metas)
-        for base, metas in configs.pairs()
-        if configs.get(base).dataset == "digits" and not configs.get(base).imbalance
-    ]
+EXPERIMENTS = ("metagrad_cifar10", "metathreshold_cifar10", "impute_v2_aflw")
 
 
-def _timer(name: str, overrides: list[str]):
-    cfg = apply_overrides(configs.get(name), overrides)
+def ensure_data(names: tuple[str, ...]) -> dict[str, str]:
+    """The data each experiment reads: "real" if present under DATA_ROOT, else stand-ins are
+    written to a temporary folder that becomes DATA_ROOT for this process."""
+    wanted = {configs.get(n).dataset for n in names}
+    present = {d: (sources.data_root() / d).is_dir() for d in wanted}
+    if all(present.values()):
+        return {d: "real" for d in wanted}
+    root = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    for d, ok in present.items():
+        if ok:
+            (root / d).symlink_to((sources.data_root() / d).resolve())
+        elif d == "cifar10":
+            standins.write_cifar10(root, 2000, 1000)
+        elif d == "aflw":
+            synthfaces.write_aflw(root / "aflw", 1500, 300)
+        else:
+            raise ValueError(f"bench: no stand-in for {d}; put the data under DATA_ROOT")
+    os.environ["DATA_ROOT"] = str(root)
+    names = {"cifar10": "random images, CIFAR-10 format", "aflw": "synthetic faces, AFLW format"}
+    return {d: "real" if ok else names[d] for d, ok in present.items()}
+
+
+def scaled(cfg: Config, scale: float, device: str) -> Config:
+    def size(n: int) -> int:
+        return max(2, round(n * scale))
+
+    return replace(
+        cfg,
+        batch_size=size(cfg.batch_size),
+        unlabeled_batch=size(cfg.unlabeled_batch),
+        holdout_batch=size(cfg.holdout_batch or cfg.batch_size),
+        device=device,
+        eval_every=10**9,
+    )
+
+
+def batch_text(cfg: Config) -> str:
+    cls = METHODS[cfg.method]
+    text = f"{cfg.batch_size}+{cfg.unlabeled_batch}×{len(cls.views)}"
+    return text + (f"+{cfg.holdout_batch}" if cls.needs_holdout else "")
+
+
+def measure(cfg: Config, repeats: int, warmup: int) -> dict[str, float]:
+    """step_ms, data_ms and data_wait_share of `cfg`'s run, as the training loop runs it."""
     run = build(cfg, seed=0)
-    step = 100  # past the ramps' start
-
-    def one() -> float:
-        nonlocal step
-        batch = run.batches(step)
-        start = time.perf_counter()
+    start = 100  # past the ramps' start
+    workers = cfg.workers if cfg.workers >= 0 else default_workers(run.device)
+    stream = batches(run.batches, start, start + warmup + repeats, workers)
+    sync = torch.cuda.synchronize if run.device.type == "cuda" else lambda: None
+    steps, waits, totals = [], 0.0, 0.0
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        batch = next(stream)
+        t1 = time.perf_counter()
+        torch.manual_seed(i)
         run.method.train_step(batch)
-        if run.device.type == "cuda":
-            torch.cuda.synchronize()
-        step += 1
-        return time.perf_counter() - start
+        sync()
+        t2 = time.perf_counter()
+        if i >= warmup:
+            steps.append(t2 - t1)
+            waits, totals = waits + (t1 - t0), totals + (t2 - t0)
+    host = []
+    for i in range(max(3, repeats)):
+        t0 = time.perf_counter()
+        run.batches.host(start + i)
+        host.append(time.perf_counter() - t0)
+    return {
+        "step_ms": 1e3 * statistics.median(steps),
+        "data_ms": 1e3 * statistics.median(host),
+        "data_wait_share": waits / totals,
+    }
 
-    return one
 
-
-def bench(repeats: int, warmup: int, device: str) -> pd.DataFrame:
+def bench(
+    names: tuple[str, ...],
+    scale: float,
+    repeats: int,
+    warmup: int,
+    device: str,
+    estimators: list[str] | None = None,
+    overrides: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    data = ensure_data(names)
     rows = []
-    for base, metas in pairs():
-        variants = [(base, "-")] + [(m, e) for m in metas for e in ESTIMATORS]
-        timers = {
-            v: _timer(v[0], [f"device={device}"] + ([f"estimator={v[1]}"] if v[1] != "-" else []))
-            for v in variants
-        }
-        times: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
-        for i in range(warmup + repeats):
-            for v, fn in timers.items():  # interleaved: the same conditions for all
-                t = fn()
-                if i >= warmup:
-                    times[v].append(t)
-        base_ms = 1e3 * statistics.median(times[(base, "-")])
-        for (name, est), ts in times.items():
-            ms = 1e3 * statistics.median(ts)
+    for name in names:
+        meta = scaled(apply_overrides(configs.get(name), list(overrides)), scale, device)
+        base = configs.base_config(meta)
+        base_row = measure(base, repeats, warmup)
+        variants = [meta.estimator] + [e for e in estimators or [] if e != meta.estimator]
+        for method_cfg, est in [(base, "-")] + [(replace(meta, estimator=e), e) for e in variants]:
+            row = base_row if est == "-" else measure(method_cfg, repeats, warmup)
             rows.append(
                 {
-                    "base": base,
-                    "method": name,
-                    "estimator": est,
-                    "ms_per_step": ms,
-                    "x_base": ms / base_ms,
+                    "experiment": name,
+                    "method": method_cfg.method,
+                    "estimator": est + (" (default)" if est == meta.estimator else ""),
                     "device": device,
+                    "batch": batch_text(method_cfg),
+                    "model": meta.model,
+                    "step_ms": row["step_ms"],
+                    "base_step_ms": base_row["step_ms"],
+                    "ratio_vs_base": row["step_ms"] / base_row["step_ms"],
+                    "data_ms": row["data_ms"],
+                    "data_wait_share": row["data_wait_share"],
+                    "data": data[meta.dataset],
                 }
             )
-        print(f"  {base}: done")
+        print(f"  {name}: done", flush=True)
     return pd.DataFrame(rows)
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
     metas = frame[frame.estimator != "-"]
-    labels = list(dict.fromkeys(metas.method))
-    fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(ESTIMATORS)
-    for i, est in enumerate(ESTIMATORS):
-        sub = metas[metas.estimator == est].set_index("method")
-        ax.bar(
-            [j + i * width for j in range(len(labels))],
-            [sub.x_base[m] for m in labels],
-            width,
-            label=est,
-        )
+    labels = [f"{r.experiment}\n{r.estimator}" for r in metas.itertuples()]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4))
+    ax.bar(range(len(labels)), metas.ratio_vs_base, color="tab:blue", label="meta step")
+    ax.bar(
+        range(len(labels)),
+        metas.ratio_vs_base * metas.data_wait_share,
+        color="tab:orange",
+        label="of which waiting for data",
+    )
     ax.axhline(1.0, color="k", ls="--", lw=1)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=15)
+    ax.axhline(2.0, color="tab:red", ls=":", lw=1, label="2× the base")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("time per training step / base method's")
-    ax.set_title(f"Cost of a meta-learning step ({frame.device.iloc[0]}; dashed: the base)")
-    ax.legend()
+    ax.set_title(f"Cost of a meta step at paper model sizes ({frame.device.iloc[0]})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
+    cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", nargs="*", default=list(EXPERIMENTS), help="experiments")
+    parser.add_argument("--scale", type=float, default=None, help="batch-size factor")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if cuda else "cpu")
+    parser.add_argument("--estimators", default="", help="more estimators, comma-separated")
+    parser.add_argument("--set", nargs="*", default=[], help="key=value for every run")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    frame = bench(args.repeats, args.warmup, args.device)
+    scale = args.scale or float(os.environ.get("BENCH_SCALE") or (1.0 if cuda else 0.125))
+    extra = [e for e in args.estimators.split(",") if e]
+    frame = bench(
+        tuple(args.only), scale, args.repeats, args.warmup, args.device, extra, tuple(args.set)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "bench.csv", index=False)
     text = frame.to_markdown(index=False, floatfmt=".2f")
-    (args.out / "bench.md").write_text(text + "\n")
+    (args.out / "bench.md").write_text(f"batch scale {scale:g}\n\n{text}\n")
     plot(frame, args.out / "bench.png")
     print(text)
     print(f"wrote {args.out}/bench.{{csv,md,png}}")

@@ -65,6 +65,20 @@ def base_of(name: str) -> str | None:
     return found[0] if found else None
 
 
+def base_config(cfg: Config) -> Config:
+    """`cfg` with its meta method replaced by the base method (the base's own hyperparameters
+    taken from `cfg.method_kw`): the run a meta run is compared with, whether or not an
+    experiment file names it."""
+    from dataclasses import fields, replace
+
+    base = METHODS.base_of(cfg.method)
+    if base is None:
+        raise ConfigError(f"{cfg.name}: method {cfg.method!r} is not a meta method")
+    known = {f.name for f in fields(METHODS[base].Config)}
+    kw = {k: v for k, v in cfg.method_kw.items() if k in known}
+    return replace(cfg, name=f"{cfg.name}:{base}", method=base, method_kw=kw)
+
+
 def pairs(metas: list[str] | None = None) -> list[tuple[str, list[str]]]:
     """(base experiment, its meta experiments) for `metas` (default: every meta experiment that
     has a base run), bases in order of first appearance."""

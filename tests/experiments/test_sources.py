@@ -10,22 +10,11 @@ from scipy.io import loadmat, savemat
 
 from experiments import sources, synthfaces
 from experiments.sources import DataError
+from experiments.standins import write_cifar10
 
 
 def _write_cifar10(root, n=6):
-    base = root / "cifar10" / "cifar-10-batches-py"
-    base.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, n).tolist()
-        batches[name] = (data, labels)
-        with open(base / name, "wb") as fh:
-            pickle.dump({"data": data, "labels": labels}, fh)
-    with open(base / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
-    return batches
+    return write_cifar10(root, n)
 
 
 def test_cifar10_reads_torchvision_format(tmp_path):

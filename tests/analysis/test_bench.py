@@ -1,0 +1,35 @@
+"""`make bench` (analysis.bench): one paper experiment at a tiny batch scale on stand-in data in
+CIFAR-10's format, with the columns the README quotes and a ratio that is step / base."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis import bench
+from experiments import configs
+
+
+def test_bench_writes_the_table_with_ratios_to_the_base(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path / "none"))  # no data: stand-ins are written
+    args = ["--only", "metagrad_cifar10", "--scale", "0.03", "--repeats", "2", "--warmup", "0"]
+    args += ["--estimators", "forward", "--set", "model.width=8", "--out", str(tmp_path)]
+    bench.main(args)
+    frame = pd.read_csv(tmp_path / "bench.csv")
+    columns = ["experiment", "method", "estimator", "device", "batch", "step_ms", "base_step_ms"]
+    columns += ["ratio_vs_base", "data_ms", "data_wait_share"]
+    assert set(columns) <= set(frame.columns)
+    assert list(frame.method) == ["pl_mixup", "meta_gradient", "meta_gradient"]
+    assert list(frame.estimator) == ["-", "fd (default)", "forward"]
+    assert (frame.batch == "4+4×1").all() and (frame.data == "random images, CIFAR-10 format").all()
+    assert frame.ratio_vs_base.tolist() == pytest.approx(frame.step_ms / frame.base_step_ms)
+    assert ((frame.data_wait_share >= 0) & (frame.data_wait_share < 1)).all()
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert (tmp_path / "bench.md").read_text().startswith("batch scale 0.03")
+
+
+def test_the_base_of_a_meta_experiment_is_its_config_with_the_base_method():
+    cfg = configs.get("metathreshold_cifar10")
+    base = configs.base_config(cfg)
+    assert base.method == "fixmatch" and base.batch_size == 32 and base.model == "wrn28"
+    assert set(base.method_kw) <= {"weight", "threshold", "temperature"}
