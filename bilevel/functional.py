@@ -14,6 +14,10 @@ Every estimator works inside one `Evaluator` context, which fixes the rules of D
 * Data parallelism: with a `problem.shard` over several ranks, the parameters and the
   `replicated` hyperparameters enter the losses through `shard.use` (`bilevel.parallel`), so
   every gradient below is the global one.
+* Precision: evaluations run under the caller's `torch.autocast` (bfloat16 for the exact
+  reverse- and forward-mode estimators), except in an `Evaluator(problem, precise=True)`, which
+  switches autocast off: `fd`'s differences, `implicit`'s conjugate gradients and `analytic`'s
+  closed form need float32 (in bfloat16 their results lose their direction).
 * Randomness: every loss evaluation starts from the random state at the time the context was
   entered, so perturbed evaluations (θ ± εv) and all estimators see the same dropout masks;
   the global random state is restored on exit.
@@ -49,8 +53,9 @@ def frozen_norm_stats(model: nn.Module):
 class Evaluator:
     """Losses and gradients of a `BilevelProblem` at given parameters (see module docstring)."""
 
-    def __init__(self, problem: BilevelProblem) -> None:
+    def __init__(self, problem: BilevelProblem, precise: bool = False) -> None:
         self.problem = problem
+        self.precise = precise
         self.model = problem.model
         self.device = next(iter(problem.params().values())).device
         self._stack = ExitStack()
@@ -60,6 +65,8 @@ class Evaluator:
         devices = [self.device] if self.device.type == "cuda" else []
         self._stack.enter_context(torch.random.fork_rng(devices=devices))
         self._stack.enter_context(frozen_norm_stats(self.model))
+        if self.precise:  # float32 whatever autocast the caller set
+            self._stack.enter_context(torch.autocast(self.device.type, enabled=False))
         self._cpu_state = torch.get_rng_state()
         self._cuda_state = torch.cuda.get_rng_state(self.device) if devices else None
         return self

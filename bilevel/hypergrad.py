@@ -51,7 +51,7 @@ def hypergradient(
     leaves = _as_leaves(hparams)
     used: set[str] = set()
     grads = fn(_recording(problem, used), leaves, **options)
-    out = {k: grads[k].detach() for k in hparams}
+    out = {k: grads[k].detach().to(hparams[k].dtype) for k in hparams}
     _check_finite(leaves, out, problem.shard)
     unused = [k for k in hparams if k not in used]
     if unused and not allow_unused:

@@ -148,7 +148,13 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
             f"trains on unlabeled data; lower {key}"
         )
     torch.manual_seed(mix_seed(seed, 0, 7))  # model initialisation
+    if device.type == "cuda" and cfg.cuda_fast:  # autotuned kernels, TF32 on Ampere and later
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     model = _model(cfg, src, device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
@@ -176,6 +182,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
             teacher_decay=cfg.ema_decay,
             shard=shard,
             rank_local=cfg.rank_local,
+            amp=cfg.amp,
         )
     except (ValueError, TypeError) as err:  # the method refuses this setup
         raise ConfigError(f"{cfg.name}: {err}") from None
@@ -185,4 +192,5 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
         "holdout": cfg.holdout_batch or cfg.batch_size,
     }
     batches = BatchMaker(data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout, shard)
+    batches.channels_last = cfg.channels_last
     return Run(data, model, opt, sched, ema, method, batches, device)

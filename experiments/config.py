@@ -73,6 +73,12 @@ class Config:
     device: str = "auto"
     workers: int = -1  # batch-building processes (-1: none on CPU, cores − 1 up to 8 on CUDA)
     tensorboard: bool = True  # TensorBoard event files in <run>/tb/ at each evaluation
+    # "bf16": the training losses and the meta step's evaluations under bfloat16 autocast
+    # (evaluation stays float32; `fd`, `implicit` and `analytic` evaluate in float32)
+    amp: str = "none"
+    channels_last: bool = False  # images and convolution weights in NHWC memory order
+    # CUDA: cudnn.benchmark and TF32 matrix multiplies / convolutions (no effect on CPU)
+    cuda_fast: bool = True
 
     def estimator_kw(self) -> dict[str, Any]:
         """Options for the selected estimator (those set for other estimators are ignored)."""
@@ -290,6 +296,11 @@ def validate(cfg: Config) -> None:
         (cfg.eval_limit >= 0, "eval_limit", "eval_limit must be >= 0 (0: all)"),
         (cfg.workers >= -1, "workers", "workers must be >= 0, or -1 for the default"),
         (cfg.image_size >= 1, "image_size", "image_size must be >= 1"),
+        (
+            cfg.amp in ("none", "bf16"),
+            "amp",
+            "amp must be none or bf16 (fp16 would need a gradient scaler, not supported)",
+        ),
         (0 <= cfg.momentum < 1, "momentum", "momentum must be in [0, 1)"),
         (cfg.weight_decay >= 0, "weight_decay", "weight_decay must be >= 0"),
         (cfg.gamma > 0, "gamma", "gamma (the step schedule's factor) must be > 0"),

@@ -237,6 +237,7 @@ class BatchMaker:
     ) -> None:
         self.data, self.views, self.sizes, self.seed = data, views, sizes, seed
         self.shard = shard
+        self.channels_last = False  # images in NHWC memory order (config `channels_last`)
         self.total_steps, self.device, self.holdout = total_steps, device, holdout
         self.landmarks = data.task.kind == "landmarks"
         self._mean = data.mean[:, None, None].to(device)
@@ -246,7 +247,8 @@ class BatchMaker:
         """uint8 → (on the device) float in [0, 1] → per-channel standardisation (identity for
         landmarks)."""
         x = x.to(self.device, non_blocking=True).float() / 255
-        return (x - self._mean) / self._std
+        x = (x - self._mean) / self._std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _targets(self, y: Tensor, offsets: Tensor | None) -> Tensor:
         if not self.landmarks:

@@ -14,6 +14,8 @@ imputation step).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -78,6 +80,9 @@ class Batch:
             return [cut(t) for t in v] if isinstance(v, list) else v
 
         return replace(self, **{f.name: cut(getattr(self, f.name)) for f in fields(self)})
+
+
+AMP = ("none", "bf16")  # fp16 would need a gradient scaler, which is not supported
 
 
 def ema_decay(step: int, decay: float) -> float:
@@ -196,6 +201,7 @@ class Method:
         teacher_decay: float = 0.0,
         shard: Shard = LOCAL,
         rank_local: bool = False,
+        amp: str = "none",
     ) -> None:
         if task.kind not in self.tasks:
             raise ValueError(f"method {self.name!r} supports tasks {self.tasks}, not {task.kind!r}")
@@ -210,6 +216,9 @@ class Method:
         # data parallel (`bilevel.parallel`): the batch is this rank's slice of the global one;
         # losses and logs are this rank's parts of the global values (Σ over ranks)
         self.shard = shard
+        if amp not in AMP:
+            raise ValueError(f"amp must be one of {', '.join(AMP)}, got {amp!r}")
+        self.amp = amp  # "bf16": losses under bfloat16 autocast (`train_step`)
         # the shard of the meta step's losses: this rank's own batch under `rank_local`
         self.meta_shard = LOCAL if rank_local else shard
         if shard.parallel and not self.data_parallel:
@@ -234,10 +243,17 @@ class Method:
         gradients, step the optimizer. Logs `loss` (first step), `loss_2`, … and the steps' logs,
         as 0-d tensors left on the device (no host synchronisation; the loop reads them when it
         logs) or plain floats. Data parallel: the losses, extra gradients and logs are this
-        rank's parts, and the gradients are summed over ranks before each optimizer step."""
+        rank's parts, and the gradients are summed over ranks before each optimizer step.
+        `amp="bf16"`: each step's losses (the meta step's evaluations included) are computed
+        under `torch.autocast` in bfloat16; backward and the optimizer step are outside it."""
         self.model.train()
         logs: dict[str, Tensor | float] = {}
-        for i, step in enumerate(self.losses(batch)):
+        steps = self.losses(batch)
+        for i in itertools.count():
+            with self.autocast():
+                step = next(steps, None)
+            if step is None:
+                break
             self.optimizer.zero_grad(set_to_none=True)
             step.loss.backward()
             add_grads(step.extra)
@@ -246,6 +262,13 @@ class Method:
             logs |= step.logs
             logs["loss" if i == 0 else f"loss_{i + 1}"] = step.loss.detach()
         return logs
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on the model's device under `amp="bf16"`, else nothing."""
+        if self.amp == "none":
+            return contextlib.nullcontext()
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16)
 
     def sum_grads(self) -> None:
         """Data parallel: every parameter's `.grad` summed over ranks (one all-reduce)."""

@@ -56,7 +56,7 @@ def analytic(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, T
             f"analytic covers imputed targets (hparams[{loss.key!r}]) only; also got {extra}"
         )
     check_one_layer(problem.model)
-    with Evaluator(problem) as ev:
+    with Evaluator(problem, precise=True) as ev:  # the closed form in float32 under autocast
         w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)), hparams)
         with torch.no_grad():
             # o(θ) is linear in θ, so evaluating the model *at* w gives u_i = W_w x_i + b_w.

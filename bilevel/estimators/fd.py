@@ -27,7 +27,7 @@ from ..problem import BilevelProblem
 def fd(
     problem: BilevelProblem, hparams: dict[str, Tensor], *, r: float = 1e-3, lookahead: bool = True
 ) -> dict[str, Tensor]:
-    with Evaluator(problem) as ev:
+    with Evaluator(problem, precise=True) as ev:  # differences need float32 under autocast
         theta0 = problem.params()
         theta1 = ev.first_step(hparams) if lookahead else theta0
         w = ev.step_direction(ev.outer_grad(theta1), hparams)

@@ -33,7 +33,7 @@ def implicit(
     alpha: float | None = None,
 ) -> dict[str, Tensor]:
     wd = problem.optim.weight_decay
-    with Evaluator(problem) as ev:
+    with Evaluator(problem, precise=True) as ev:  # CG needs float32 under autocast
         theta, buffers = problem.params(), problem.initial_state()
         for _ in range(problem.steps):
             theta, buffers = ev.step(theta, ev.inner_grad(theta, hparams), buffers)

@@ -34,7 +34,7 @@ def test_overrides_are_typed(cfg):
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ("lrr=0.1", "unknown key 'lrr'; valid keys: batch_size"),
+        ("lrr=0.1", "unknown key 'lrr'; valid keys: amp, batch_size"),
         ("steps=ten", "steps='ten': expected int"),
         ("nesterov=maybe", "nesterov='maybe': expected bool"),
         (

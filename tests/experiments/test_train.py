@@ -17,8 +17,9 @@ from experiments import configs
 from experiments.__main__ import main as exp_main
 from experiments.config import ConfigError, apply_overrides, smoke
 from experiments.rundir import RunDir
+from experiments.standins import write_cifar10
 from experiments.stop import Stopped, StopRequest
-from experiments.train import Diverged, train
+from experiments.train import Diverged, build, train
 from methods.mixup import Mixup
 
 EMBEDDED = [n for n in configs.names() if n.endswith(("_digits", "_synthfaces"))]
@@ -500,3 +501,39 @@ def test_batches_that_do_not_split_over_the_processes_are_refused(tmp_path):
         "ones, so each must be a multiple of the number of processes"
     )
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["metathreshold_digits", "impute_v2_mt_digits", "metagrad_digits"])
+def test_amp_bf16_trains_with_the_losses_in_bfloat16(tmp_path, name):
+    """amp=bf16: the same run with the losses and the meta step under bfloat16 autocast; its
+    logged losses are close to float32's and not equal to them (autocast is on)."""
+    cfg = apply_overrides(smoke(configs.get(name)), ["steps=10", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "fp32", progress=False)
+    amp = apply_overrides(cfg, ["amp=bf16"])
+    train(amp, 0, "smoke", root=tmp_path / "bf16", progress=False)
+
+    def loss(root):
+        rows = _rows(root / name / "seed0" / "metrics.csv")
+        return next(float(r["value"]) for r in rows if r["metric"] == "loss")
+
+    a, b = loss(tmp_path / "bf16"), loss(tmp_path / "fp32")
+    assert a != b and abs(a - b) <= 0.05 * abs(b), (a, b)
+
+
+def test_channels_last_changes_the_memory_order_not_the_run(tmp_path, monkeypatch):
+    """channels_last=true: NHWC weights and images (3-channel CIFAR-shaped stand-in data, CNN-13
+    at width 8), the numbers of the default order to float rounding."""
+    write_cifar10(tmp_path / "data", 300, 100)
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path / "data"))
+    overrides = ["steps=4", "eval_every=4", "num_labels=100", "val_size=50", "model.width=8"]
+    cfg = apply_overrides(smoke(configs.get("pl_mixup_cifar10")), overrides)
+    run = build(apply_overrides(cfg, ["channels_last=true"]), 0, "smoke")
+    conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    x = run.batches(0).x
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    a = train(cfg, 0, "smoke", root=tmp_path / "a", progress=False)
+    nhwc = apply_overrides(cfg, ["channels_last=true"])
+    b = train(nhwc, 0, "smoke", root=tmp_path / "b", progress=False)
+    assert a["final"] == pytest.approx(b["final"], rel=1e-3)
