@@ -95,6 +95,13 @@ class BilevelProblem:
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(self.model).__name__}")
+        if hasattr(self.model, "_orig_mod"):  # torch.compile's OptimizedModule
+            raise TypeError(
+                "model is a torch.compile'd module: the estimators evaluate it at virtual "
+                "parameters (torch.func.functional_call, higher's patching), which a compiled "
+                "graph does not follow; pass model._orig_mod (the same parameters) and keep the "
+                "compiled module for the real step"
+            )
         for name in ("inner_loss", "outer_loss"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable")

@@ -173,7 +173,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
     try:
         method = cls(
             cfg.method_config(),
-            model,
+            torch.compile(model) if cfg.compile else model,
             opt,
             data.task,
             teacher=teacher,

@@ -79,6 +79,9 @@ class Config:
     channels_last: bool = False  # images and convolution weights in NHWC memory order
     # CUDA: cudnn.benchmark and TF32 matrix multiplies / convolutions (no effect on CPU)
     cuda_fast: bool = True
+    # torch.compile the model for the real step (the meta step's estimators evaluate the
+    # uncompiled module: they call it at virtual parameters, which a compiled graph cannot)
+    compile: bool = False
 
     def estimator_kw(self) -> dict[str, Any]:
         """Options for the selected estimator (those set for other estimators are ignored)."""

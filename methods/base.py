@@ -270,6 +270,11 @@ class Method:
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16)
 
+    def eager_model(self) -> nn.Module:
+        """The model itself; under `compile=true` `self.model` is its torch.compile'd module
+        (the real step's forward) and this the uncompiled one the estimators evaluate."""
+        return getattr(self.model, "_orig_mod", self.model)
+
     def sum_grads(self) -> None:
         """Data parallel: every parameter's `.grad` summed over ranks (one all-reduce)."""
         if not self.shard.parallel:

@@ -43,7 +43,7 @@ class MetaMethod(Method):
                 ) from None
             check_optimizer(self.estimator, kind, optimizer.param_groups[0]["weight_decay"])
         if self.estimator == "analytic":
-            check_one_layer(model)
+            check_one_layer(self.eager_model())
 
     def rank_local(self) -> bool:
         """Data parallel with each rank's own meta step."""
@@ -74,9 +74,10 @@ class MetaMethod(Method):
     ) -> BilevelProblem:
         lr = self.current_lr() * lr_scale
         kw = dict(coupled_loss=coupled, shard=self.meta_shard, replicated=replicated)
+        model = self.eager_model()  # the estimators evaluate the uncompiled module
         if self.plain_virtual_step():
-            return BilevelProblem(self.model, inner, outer, lr=lr, **kw)
-        return BilevelProblem.from_optimizer(self.model, self.optimizer, inner, outer, lr=lr, **kw)
+            return BilevelProblem(model, inner, outer, lr=lr, **kw)
+        return BilevelProblem.from_optimizer(model, self.optimizer, inner, outer, lr=lr, **kw)
 
     def network_step(
         self,

@@ -271,3 +271,9 @@ def test_an_evaluator_steps_from_the_hparams_it_is_given_each_time():
         a, b, again = ev.first_step(hp), ev.first_step(other), ev.first_step(hp)
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(a[k], again[k]) for k in a)
+
+
+def test_a_compiled_model_is_refused_with_what_to_pass_instead():
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"torch.compile'd module.*pass model._orig_mod"):
+        BilevelProblem(torch.compile(model), lambda f, hp: f(hp["x"]).sum(), lambda f: 0)

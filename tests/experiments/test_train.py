@@ -537,3 +537,17 @@ def test_channels_last_changes_the_memory_order_not_the_run(tmp_path, monkeypatc
     nhwc = apply_overrides(cfg, ["channels_last=true"])
     b = train(nhwc, 0, "smoke", root=tmp_path / "b", progress=False)
     assert a["final"] == pytest.approx(b["final"], rel=1e-3)
+
+
+def test_compile_compiles_the_real_step_and_the_estimators_take_the_eager_module(tmp_path):
+    """compile=true: torch.compile'd forward for the real step; the meta step's estimators
+    (func, higher, forward here) evaluate the uncompiled module (the same parameters), and the
+    run gives the eager run's numbers to float rounding."""
+    base = apply_overrides(smoke(configs.get("metathreshold_digits")), ["steps=3", "eval_every=3"])
+    eager = train(base, 0, "smoke", root=tmp_path / "eager", progress=False)
+    for estimator in ("func", "higher", "forward"):
+        cfg = apply_overrides(base, ["compile=true", f"estimator={estimator}"])
+        run = build(cfg, 0, "smoke")
+        assert hasattr(run.method.model, "_orig_mod") and run.method.eager_model() is run.model
+        out = train(cfg, 0, "smoke", root=tmp_path / estimator, progress=False)
+        assert out["final"] == pytest.approx(eager["final"], rel=1e-3), estimator
