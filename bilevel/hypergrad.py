@@ -25,6 +25,7 @@ def hypergradient(
     estimator: str = "auto",
     *,
     allow_unused: bool = False,
+    check_finite: bool = True,
     **options,
 ) -> dict[str, Tensor]:
     """dG(θ_K(λ))/dλ for λ = `hparams`, by the named estimator (see `bilevel.ESTIMATORS`; the
@@ -38,7 +39,8 @@ def hypergradient(
     (`NonFiniteError`; the losses or the model give nan/inf), and a key the inner loss never
     reads (its hypergradient would be a silent 0) unless `allow_unused=True`. Inputs and
     result are checked for finiteness together, with one host synchronisation after the
-    computation.
+    computation; `check_finite=False` leaves that to the caller (`finite_flags` gives the
+    flags on the device, as a training loop that reads them at intervals does).
     """
     fn = ESTIMATORS.get(estimator)
     if fn is None:
@@ -52,7 +54,8 @@ def hypergradient(
     used: set[str] = set()
     grads = fn(_recording(problem, used), leaves, **options)
     out = {k: grads[k].detach().to(hparams[k].dtype) for k in hparams}
-    _check_finite(leaves, out, problem.shard)
+    if check_finite:
+        _check_finite(leaves, out, problem.shard)
     unused = [k for k in hparams if k not in used]
     if unused and not allow_unused:
         raise ValueError(
@@ -85,18 +88,28 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
     return leaves
 
 
+def finite_flags(hparams: dict[str, Tensor], grads: dict[str, Tensor]) -> tuple[Tensor, list[str]]:
+    """(flags, names): one device bool per hparam and per hypergradient, true where all its
+    values are finite, and what each is called in `non_finite_message`. No synchronisation."""
+    tensors = [*hparams.values(), *grads.values()]
+    flags = torch.stack([torch.isfinite(t.detach()).all() for t in tensors])
+    names = [*(f"hparams[{k!r}]" for k in hparams), *(f"the hypergradient of {k!r}" for k in grads)]
+    return flags, names
+
+
+def non_finite_message(name: str) -> str:
+    why = "" if name.startswith("hparams") else " (the losses or the model give nan or inf)"
+    return f"{name} has non-finite values (nan or inf){why}"
+
+
 def _check_finite(hparams: dict[str, Tensor], grads: dict[str, Tensor], shard: Shard) -> None:
     """Raise NonFiniteError naming the first non-finite hparam, else the first non-finite
     gradient (one host synchronisation; data parallel: on every rank if on any)."""
-    tensors = [*hparams.values(), *grads.values()]
-    bad = torch.stack([~torch.isfinite(t.detach()).all() for t in tensors]).int()
-    finite = shard.total(bad).cpu() == 0
+    flags, names = finite_flags(hparams, grads)
+    finite = shard.total((~flags).int()).cpu() == 0
     if bool(finite.all()):
         return
-    names = [*(f"hparams[{k!r}]" for k in hparams), *(f"the hypergradient of {k!r}" for k in grads)]
-    first = names[int((~finite).nonzero()[0])]
-    why = "" if first.startswith("hparams") else " (the losses or the model give nan or inf)"
-    raise NonFiniteError(f"{first} has non-finite values (nan or inf){why}")
+    raise NonFiniteError(non_finite_message(names[int((~finite).nonzero()[0])]))
 
 
 # -- which λ keys the inner loss reads ----------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from bilevel import NonFiniteError, Shard
+from methods import Method
 
 from . import distributed
 from .build import Run, build, check_split, lr_factor  # noqa: F401 - the run's parts, re-exported
@@ -96,13 +97,22 @@ class _Watch:
         self.recent[step] = logs
         self.recent.pop(step - CHECK_EVERY, None)
 
-    def first_bad(self, shard: Shard) -> str | None:
-        """None, or what went wrong: the first step whose loss was not finite, with its logs
-        (data parallel: on every rank when on any, the first bad step of all)."""
-        steps = shard.gather(self.bad_step[None])
-        bad = int(steps[steps >= 0].min()) if bool((steps >= 0).any()) else -1
-        if bad < 0:
+    def first_bad(self, shard: Shard, method: Method) -> str | None:
+        """None, or what went wrong: the first step whose meta step met a non-finite value
+        (`method.non_finite()`), or whose loss was not finite, with its logs (data parallel: on
+        every rank when on any, the first bad step of all)."""
+        meta = method.non_finite()
+        meta_step = torch.tensor(meta[0] if meta else -1, device=self.bad_step.device)
+        steps = shard.gather(torch.stack([self.bad_step, meta_step]))
+        seen = steps[steps >= 0]
+        if len(seen) == 0:
             return None
+        first = int(seen.min())
+        if meta is not None and meta[0] == first:
+            return f"a meta step met non-finite values at step {first + 1} ({meta[1]})"
+        if int(self.bad_step) != first:  # another rank's meta step or loss
+            return f"a non-finite value was met at step {first + 1} on another process"
+        bad = first
         logs = self.recent.get(bad, {})
         terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(logs.items()))
         return f"the training loss is not finite at step {bad + 1} ({terms})"
@@ -228,7 +238,7 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 bool(stop), shard, run.device
             )
             if check or stopping:
-                bad = watch.first_bad(shard)
+                bad = watch.first_bad(shard, run.method)
                 if bad is not None:
                     _diverged(cfg, seed, rundir, bad, _checkpoint_step(rows))
                 loss = distributed.sum_logs({"loss": logs["loss"]}, shard, run.device)["loss"]

@@ -216,6 +216,7 @@ class Method:
         # data parallel (`bilevel.parallel`): the batch is this rank's slice of the global one;
         # losses and logs are this rank's parts of the global values (Σ over ranks)
         self.shard = shard
+        self.step = 0  # the step `train_step` is taking
         if amp not in AMP:
             raise ValueError(f"amp must be one of {', '.join(AMP)}, got {amp!r}")
         self.amp = amp  # "bf16": losses under bfloat16 autocast (`train_step`)
@@ -247,6 +248,7 @@ class Method:
         `amp="bf16"`: each step's losses (the meta step's evaluations included) are computed
         under `torch.autocast` in bfloat16; backward and the optimizer step are outside it."""
         self.model.train()
+        self.step = batch.step
         logs: dict[str, Tensor | float] = {}
         steps = self.losses(batch)
         for i in itertools.count():
@@ -269,6 +271,10 @@ class Method:
             return contextlib.nullcontext()
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16)
+
+    def non_finite(self) -> tuple[int, str] | None:
+        """(step, what) of the first non-finite value a meta step met; None (base methods)."""
+        return None
 
     def eager_model(self) -> nn.Module:
         """The model itself; under `compile=true` `self.model` is its torch.compile'd module

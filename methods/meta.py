@@ -9,6 +9,7 @@ from torch import Tensor
 
 from bilevel import BilevelProblem, check_optimizer, hypergradient
 from bilevel.estimators.analytic import check_one_layer
+from bilevel.hypergrad import finite_flags, non_finite_message
 from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
 
 from .base import Method, add_grads
@@ -28,6 +29,11 @@ class MetaMethod(Method):
 
     def __init__(self, cfg, model, optimizer, *args, **kwargs):
         super().__init__(cfg, model, optimizer, *args, **kwargs)
+        device = next(model.parameters()).device
+        self._names: list[str] = []  # what the recorded non-finite values were
+        self._codes: dict[tuple[str, ...], Tensor] = {}  # their indices, per call site
+        self._bad_step = torch.tensor(-1, device=device)  # first step with one (-1: none)
+        self._bad_name = torch.tensor(0, device=device)
         if not self.plain_virtual_step():
             try:
                 kind = optimizer_kind(optimizer)
@@ -101,7 +107,37 @@ class MetaMethod(Method):
     def hypergradient(
         self, problem: BilevelProblem, hparams: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        return hypergradient(problem, hparams, self.estimator, **self.estimator_kw)
+        """The configured estimator's hypergradient. Its finiteness is recorded on the device
+        (`non_finite` reads it), not checked with a host synchronisation per meta step."""
+        grads = hypergradient(
+            problem, hparams, self.estimator, check_finite=False, **self.estimator_kw
+        )
+        self._record_finite(*finite_flags(hparams, grads))
+        return grads
+
+    def _record_finite(self, flags: Tensor, names: list[str]) -> None:
+        """Keep, on the device, the first step whose meta step met a non-finite value and which
+        value it was (an index into `self._names`)."""
+        key = tuple(names)
+        if key not in self._codes:  # once per call site: no host-to-device copy per step
+            for name in names:
+                if name not in self._names:
+                    self._names.append(name)
+            codes = [self._names.index(name) for name in names]
+            self._codes[key] = torch.tensor(codes, device=flags.device)
+        bad = ~flags
+        code = self._codes[key][bad.int().argmax()]
+        first = bad.any() & (self._bad_step < 0)
+        self._bad_step = torch.where(first, self.step, self._bad_step)
+        self._bad_name = torch.where(first, code, self._bad_name)
+
+    def non_finite(self) -> tuple[int, str] | None:
+        """(step, message) of the first non-finite meta step since the start, or None (reads
+        the device: the training loop calls it at its checks)."""
+        step = int(self._bad_step)
+        if step < 0:
+            return None
+        return step, non_finite_message(self._names[int(self._bad_name)])
 
 
 def sigmoid_mlp(inputs: int, hidden: int, like: Tensor) -> torch.nn.Sequential:

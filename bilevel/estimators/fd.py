@@ -18,6 +18,7 @@ virtual step altogether. It is not the derivative of G(θ₁); use it to reprodu
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..functional import Evaluator, axpy, norm
@@ -31,10 +32,10 @@ def fd(
         theta0 = problem.params()
         theta1 = ev.first_step(hparams) if lookahead else theta0
         w = ev.step_direction(ev.outer_grad(theta1), hparams)
-        size = float(norm(w))
-        if size == 0.0:
-            return {k: v.detach().new_zeros(v.shape) for k, v in hparams.items()}
-        eps = r / size
+        # ε = r/‖w‖ as a device scalar in float64 (no host synchronisation); w = 0 gives
+        # θ ± εw = θ and a zero difference
+        size = norm(w).double()
+        eps = r / torch.where(size > 0, size, torch.ones_like(size))
         plus = ev.hparam_grad(axpy(theta0, eps, w), hparams)
         minus = ev.hparam_grad(axpy(theta0, -eps, w), hparams)
     scale = -problem.lr / (2.0 * eps)
