@@ -46,7 +46,7 @@ from experiments.config import Config, apply_overrides
 from experiments.data import batches, default_workers
 from methods import METHODS
 
-EXPERIMENTS = ("metagrad_cifar10", "metathreshold_cifar10", "impute_v2_aflw")
+EXPERIMENTS = ("metagrad_cifar10", "metasemi_cifar10", "metathreshold_cifar10", "impute_v2_aflw")
 
 
 def ensure_data(names: tuple[str, ...]) -> dict[str, str]:

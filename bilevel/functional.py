@@ -131,7 +131,10 @@ class Evaluator:
         return self.problem.optim.step(params, grads, state)
 
     def first_grads(self, hparams: dict[str, Tensor]) -> Params:
-        """∇_θ L_in(θ₀, λ), computed once per context and λ (the same tensors)."""
+        """∇_θ L_in(θ₀, λ), computed once per context and λ (the same tensors), or the
+        problem's `first_inner_grad` when it gives it."""
+        if self.problem.first_inner_grad is not None:
+            return self.problem.first_inner_grad
         cached = self._first
         if (
             cached is None

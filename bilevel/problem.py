@@ -72,6 +72,10 @@ class BilevelProblem:
             hypergradient (per-sample λ: this rank's samples; `replicated` λ: summed).
         replicated: the keys of hparams every rank holds alike (a hyperparameter network's
             weights); the others belong to this rank's samples.
+        first_inner_grad: ∇_θ L_in(θ₀, λ) by parameter name when the caller already has it
+            (e.g. zeros for an inner loss linear in λ at λ = 0, Meta-Semi's); the estimators
+            that take the first virtual step without a graph (`forward`, `fd`, `analytic`) use
+            it instead of a forward and backward pass over the inner batch.
     """
 
     model: nn.Module
@@ -91,6 +95,7 @@ class BilevelProblem:
     adam_state: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     shard: Shard = LOCAL
     replicated: tuple[str, ...] = ()
+    first_inner_grad: dict[str, Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
