@@ -1,11 +1,13 @@
 """`make bench`: the cost of a meta step against its base's, at the papers' model sizes, with the
 batch production included.
 
-For each paper experiment (Meta-Gradient: CNN-13 on CIFAR-10 shapes, 128 + 128; Meta-T: WRN-28-2,
+For each paper experiment (Meta-Gradient and Meta-Semi: CNN-13 on CIFAR-10 shapes, 128 + 128;
+Meta-T: WRN-28-2,
 32 + 448 × 2 views; Impute V2: TCDCN on AFLW shapes, 128 + 128 + hold-out 128) it builds the real
 run (`experiments.build`) and the same run with the base method, then times training steps the
 way the training loop takes them: batches from `experiments.data.batches` with the default
-workers, the step, a device synchronisation. Columns:
+workers, the step, a device synchronisation; the base and the meta variants take their steps in
+turn, so that they share the machine's state. Columns:
 
     step_ms         median time of a training step (the meta experiment, or the base)
     ratio_vs_base   step_ms / the base's step_ms (the same batch sizes and model)
@@ -91,35 +93,44 @@ def batch_text(cfg: Config) -> str:
     return text + (f"+{cfg.holdout_batch}" if cls.needs_holdout else "")
 
 
-def measure(cfg: Config, repeats: int, warmup: int) -> dict[str, float]:
-    """step_ms, data_ms and data_wait_share of `cfg`'s run, as the training loop runs it."""
-    run = build(cfg, seed=0)
-    start = 100  # past the ramps' start
-    workers = cfg.workers if cfg.workers >= 0 else default_workers(run.device)
-    stream = batches(run.batches, start, start + warmup + repeats, workers)
-    sync = torch.cuda.synchronize if run.device.type == "cuda" else lambda: None
-    steps, waits, totals = [], 0.0, 0.0
-    for i in range(warmup + repeats):
+class Timer:
+    """One run's training steps, taken as the loop takes them, one at a time (`step()`), so
+    that the variants of an experiment can be interleaved and share the machine's state."""
+
+    START = 100  # past the ramps' start
+
+    def __init__(self, cfg: Config, steps: int) -> None:
+        self.run = build(cfg, seed=0)
+        workers = cfg.workers if cfg.workers >= 0 else default_workers(self.run.device)
+        self.stream = batches(self.run.batches, self.START, self.START + steps, workers)
+        self.i, self.times, self.waits, self.totals = 0, [], 0.0, 0.0
+
+    def step(self, measured: bool) -> None:
         t0 = time.perf_counter()
-        batch = next(stream)
+        batch = next(self.stream)
         t1 = time.perf_counter()
-        torch.manual_seed(i)
-        run.method.train_step(batch)
-        sync()
+        torch.manual_seed(self.i)
+        self.run.method.train_step(batch)
+        if self.run.device.type == "cuda":
+            torch.cuda.synchronize()
         t2 = time.perf_counter()
-        if i >= warmup:
-            steps.append(t2 - t1)
-            waits, totals = waits + (t1 - t0), totals + (t2 - t0)
-    host = []
-    for i in range(max(3, repeats)):
-        t0 = time.perf_counter()
-        run.batches.host(start + i)
-        host.append(time.perf_counter() - t0)
-    return {
-        "step_ms": 1e3 * statistics.median(steps),
-        "data_ms": 1e3 * statistics.median(host),
-        "data_wait_share": waits / totals,
-    }
+        self.i += 1
+        if measured:
+            self.times.append(t2 - t1)
+            self.waits, self.totals = self.waits + (t1 - t0), self.totals + (t2 - t0)
+
+    def result(self) -> dict[str, float]:
+        """step_ms, data_ms (building one batch on the host) and data_wait_share."""
+        host = []
+        for i in range(3):
+            t0 = time.perf_counter()
+            self.run.batches.host(self.START + i)
+            host.append(time.perf_counter() - t0)
+        return {
+            "step_ms": 1e3 * statistics.median(self.times),
+            "data_ms": 1e3 * statistics.median(host),
+            "data_wait_share": self.waits / self.totals,
+        }
 
 
 def bench(
@@ -136,10 +147,15 @@ def bench(
     for name in names:
         meta = scaled(apply_overrides(configs.get(name), list(overrides)), scale, device)
         base = configs.base_config(meta)
-        base_row = measure(base, repeats, warmup)
         variants = [meta.estimator] + [e for e in estimators or [] if e != meta.estimator]
-        for method_cfg, est in [(base, "-")] + [(replace(meta, estimator=e), e) for e in variants]:
-            row = base_row if est == "-" else measure(method_cfg, repeats, warmup)
+        runs = [(base, "-")] + [(replace(meta, estimator=e), e) for e in variants]
+        timers = [Timer(cfg, warmup + repeats) for cfg, _ in runs]
+        for i in range(warmup + repeats):  # interleaved: the variants see the same conditions
+            for timer in timers:
+                timer.step(measured=i >= warmup)
+        results = [timer.result() for timer in timers]
+        base_row = results[0]
+        for (method_cfg, est), row in zip(runs, results, strict=True):
             rows.append(
                 {
                     "experiment": name,
