@@ -72,6 +72,10 @@ class Settings:
     time_min: int = 24 * 60  # per job, before it is stopped and requeued
     folder: Path | None = None  # submitit's files (default: RUNS_ROOT/.submitit)
 
+    def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise ConfigError(f"PARALLEL: must be >= 1, got {self.parallel}")
+
 
 class TrainJob(submitit.helpers.Checkpointable):
     """One run as a submitit job; submitit's `checkpoint` resubmits it as it is, and the
@@ -201,8 +205,6 @@ def run_missing(
     exit 1 naming the jobs that failed. `executor=None`: nothing (they train in-process)."""
     if executor is None:
         return
-    if parallel < 1:
-        raise ConfigError(f"PARALLEL: must be >= 1, got {parallel}")
     outcomes = dispatch(runs, Settings(executor, parallel), scale)
     failed = [f"{spec.title} seed {seed}: {why}" for (spec, seed), why in outcomes if why != "done"]
     if failed:
@@ -227,8 +229,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    if args.parallel < 1:
-        raise ConfigError(f"PARALLEL: must be >= 1, got {args.parallel}")
     return Settings(
         args.executor, args.parallel, args.partition, args.gpus, args.cpus, args.time_min
     )

@@ -191,6 +191,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
         "unlabeled": cfg.unlabeled_batch,
         "holdout": cfg.holdout_batch or cfg.batch_size,
     }
-    batches = BatchMaker(data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout, shard)
-    batches.channels_last = cfg.channels_last
+    batches = BatchMaker(
+        data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout, shard, cfg.channels_last
+    )
     return Run(data, model, opt, sched, ema, method, batches, device)

@@ -146,18 +146,16 @@ def make_splits(
             f"val_size: {src.name} has {n} training samples; val_size={val_size} leaves none "
             f"to train on (at most {n - 1})"
         )
-    if src.task == "classification" and imbalance > 0:
+    if src.task == "classification":  # validation: a seed-independent random subset
         order = torch.randperm(n, generator=_generator(0, 1))
         val_idx, rest = order[:val_size], order[val_size:]
-        lab_local, unl_local = _imbalanced(train_y[rest], heads, imbalance, _generator(seed, 2))
-    elif src.task == "classification" and label_fraction > 0:  # ImageNet: 10% of each class
-        order = torch.randperm(n, generator=_generator(0, 1))
-        val_idx, rest = order[:val_size], order[val_size:]
-        lab_local = _by_fraction(train_y[rest], label_fraction, _generator(seed, 2))
-    elif src.task == "classification":
-        order = torch.randperm(n, generator=_generator(0, 1))
-        val_idx, rest = order[:val_size], order[val_size:]
-        lab_local = _balanced(train_y[rest], num_labels, src.num_outputs, _generator(seed, 2))
+        g = _generator(seed, 2)
+        if imbalance > 0:
+            lab_local, unl_local = _imbalanced(train_y[rest], heads, imbalance, g)
+        elif label_fraction > 0:  # ImageNet: 10% of each class
+            lab_local = _by_fraction(train_y[rest], label_fraction, g)
+        else:
+            lab_local = _balanced(train_y[rest], num_labels, src.num_outputs, g)
     else:
         n_val = round(src.val_last_fraction * n) if val_size == 0 else val_size
         val_idx, rest = torch.arange(n - n_val, n), torch.arange(n - n_val)
@@ -234,10 +232,11 @@ class BatchMaker:
         device: torch.device,
         holdout: bool,
         shard: Shard = LOCAL,
+        channels_last: bool = False,
     ) -> None:
         self.data, self.views, self.sizes, self.seed = data, views, sizes, seed
         self.shard = shard
-        self.channels_last = False  # images in NHWC memory order (config `channels_last`)
+        self.channels_last = channels_last  # images in NHWC memory order
         self.total_steps, self.device, self.holdout = total_steps, device, holdout
         self.landmarks = data.task.kind == "landmarks"
         self._mean = data.mean[:, None, None].to(device)

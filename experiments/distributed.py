@@ -84,18 +84,12 @@ def launch(world: int, argv: list[str]) -> int:
 def init() -> Shard:
     """Join the process group `torchrun` describes (WORLD_SIZE > 1): NCCL with GPUs, else
     gloo. One process: nothing to join."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    if in_group() and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return Shard.current()
-
-
-def close() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def barrier(shard: Shard) -> None:

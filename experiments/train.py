@@ -256,27 +256,23 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 continue
             elapsed += time.perf_counter() - tick
             running = distributed.sum_logs(running, shard, run.device)
-            if not lead:  # rank 0 evaluates and writes
-                running.clear()
-                counts.clear()
-                tick = time.perf_counter()
-                if stopping:
-                    raise Stopped(_reason(stop), done, rundir.path)
-                continue
-            rows += [(done, "train", k, float(v) / counts[k]) for k, v in sorted(running.items())]
-            rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
-            rows.append((done, "time", "wall_time_s", elapsed))
-            results = _evaluate_all(run, cfg)
-            rows += [(done, *name.split("/"), value) for name, value in results.items()]
-            if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
-                best = {"step": done, **results}
+            if lead:  # rank 0 evaluates and writes
+                rows += [
+                    (done, "train", k, float(v) / counts[k]) for k, v in sorted(running.items())
+                ]
+                rows.append((done, "train", "lr", run.optimizer.param_groups[0]["lr"]))
+                rows.append((done, "time", "wall_time_s", elapsed))
+                results = _evaluate_all(run, cfg)
+                rows += [(done, *name.split("/"), value) for name, value in results.items()]
+                if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
+                    best = {"step": done, **results}
+                if cfg.snapshots:
+                    rundir.save_snapshot(done, _weights(run))
+                events.write([r for r in rows if r[0] == done])  # purged on resume if ahead
+                rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
+                rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             running.clear()
             counts.clear()
-            if cfg.snapshots:
-                rundir.save_snapshot(done, _weights(run))
-            events.write([r for r in rows if r[0] == done])  # purged on resume if ahead
-            rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
-            rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             tick = time.perf_counter()
             if stopping:
                 raise Stopped(_reason(stop), done, rundir.path)

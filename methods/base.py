@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, ClassVar
@@ -59,27 +59,23 @@ class Batch:
         offsets = self.u_offsets or [None, None]
         return task.transfer(pred, offsets[0], offsets[1])
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """A copy with `fn` applied to every tensor (those in the lists of views too)."""
+
+        def apply(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return fn(v)
+            return [apply(t) for t in v] if isinstance(v, list) else v
+
+        return replace(self, **{f.name: apply(getattr(self, f.name)) for f in fields(self)})
+
     def pin_memory(self) -> Batch:
         """A copy with every tensor in pinned memory (`DataLoader(pin_memory=True)` calls it)."""
-
-        def pin(v: Any) -> Any:
-            if isinstance(v, Tensor):
-                return v.pin_memory()
-            return [pin(t) for t in v] if isinstance(v, list) else v
-
-        return replace(self, **{f.name: pin(getattr(self, f.name)) for f in fields(self)})
+        return self.map(Tensor.pin_memory)
 
     def part(self, shard: Shard) -> Batch:
         """This rank's rows of every per-sample tensor (data parallel; `bilevel.parallel`)."""
-        if not shard.parallel:
-            return self
-
-        def cut(v: Any) -> Any:
-            if isinstance(v, Tensor):
-                return shard.part(v)
-            return [cut(t) for t in v] if isinstance(v, list) else v
-
-        return replace(self, **{f.name: cut(getattr(self, f.name)) for f in fields(self)})
+        return self.map(shard.part) if shard.parallel else self
 
 
 AMP = ("none", "bf16")  # fp16 would need a gradient scaler, which is not supported

@@ -84,13 +84,10 @@ class EmaMixup(Method):
         loss = (w * per).sum() / total.clamp_min(1.0)  # Σw = 0: no unlabeled term
         logs = {"meta": loss.detach(), **logs}
         if self.cfg.ict_weight:
+            every_u = self.shard.gather(batch.u[0])
             lam = self.beta()
-            u, target = mixup(
-                self.shard.gather(batch.u[0]),
-                self.shard.gather(mixed.pseudo),
-                lam,
-                self.shard.rows(len(batch.u[0]) * self.shard.world),
-            )
+            rows = self.shard.rows(len(every_u))
+            u, target = mixup(every_u, self.shard.gather(mixed.pseudo), lam, rows)
             ict = self.task.consistency(self.model(u), target, self.shard)
             logs["ict"] = ict.detach()
             loss = loss + self.cfg.ict_weight * linear_ramp(batch.progress, self.cfg.ramp) * ict

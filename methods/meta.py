@@ -77,9 +77,11 @@ class MetaMethod(Method):
         coupled: InnerLoss | None = None,
         lr_scale: float = 1.0,
         replicated: tuple[str, ...] = (),
+        first_inner_grad: dict[str, Tensor] | None = None,
     ) -> BilevelProblem:
         lr = self.current_lr() * lr_scale
         kw = dict(coupled_loss=coupled, shard=self.meta_shard, replicated=replicated)
+        kw["first_inner_grad"] = first_inner_grad
         model = self.eager_model()  # the estimators evaluate the uncompiled module
         if self.plain_virtual_step():
             return BilevelProblem(model, inner, outer, lr=lr, **kw)

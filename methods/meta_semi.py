@@ -55,10 +55,11 @@ class MetaSemi(MetaMethod, EmaMixup):
             return self.meta_shard.mean(soft_cross_entropy(f(x), x_targets))
 
         w0 = torch.zeros(len(inputs), dtype=targets.dtype, device=targets.device)
-        problem = self.problem(inner, outer)
         # at w = 0 the inner loss Σ w_j H_j has zero gradient: the virtual step needs no pass
         # over Ũ (the estimators that take it without a graph skip one forward and backward)
-        problem.first_inner_grad = {n: torch.zeros_like(p) for n, p in problem.params().items()}
+        model = self.eager_model()
+        zero = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+        problem = self.problem(inner, outer, first_inner_grad=zero)
         grad = self.hypergradient(problem, {"w": w0})["w"]
         keep = (grad <= rounding(grad)).to(targets.dtype)
         return keep, {"kept": self.shard.mean(keep).detach()}

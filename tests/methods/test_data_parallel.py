@@ -6,8 +6,6 @@ held by different ranks."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -51,14 +49,7 @@ def _overrides(name: str, estimator: str | None) -> list[str]:
 
 
 def _double_batch(b):
-    def cast(v):
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            return v.double()
-        return [cast(t) for t in v] if isinstance(v, list) else v
-
-    return dataclasses.replace(
-        b, **{f.name: cast(getattr(b, f.name)) for f in dataclasses.fields(b)}
-    )
+    return b.map(lambda t: t.double() if t.is_floating_point() else t)
 
 
 def _steps(name: str, estimator: str | None):
