@@ -130,6 +130,7 @@ class Timer:
             "step_ms": 1e3 * statistics.median(self.times),
             "data_ms": 1e3 * statistics.median(host),
             "data_wait_share": self.waits / self.totals,
+            "ran": ",".join(sorted(getattr(self.run.method, "estimators_run", ()))),
         }
 
 
@@ -160,7 +161,9 @@ def bench(
                 {
                     "experiment": name,
                     "method": method_cfg.method,
-                    "estimator": est + (" (default)" if est == meta.estimator else ""),
+                    "estimator": est
+                    + (f" → {row['ran']}" if est == "auto" else "")
+                    + (" (default)" if est == meta.estimator else ""),
                     "device": device,
                     "batch": batch_text(method_cfg),
                     "model": meta.model,

@@ -202,8 +202,11 @@ def run_missing(
     runs: list[Run], executor: str | None, parallel: int = 2, scale: str = "full"
 ) -> None:
     """For the check commands (`EXECUTOR=…`): train the unfinished `runs` as jobs and wait;
-    exit 1 naming the jobs that failed. `executor=None`: nothing (they train in-process)."""
+    exit 1 naming the jobs that failed. `executor=None`: only check, before any training, that
+    no finished run is stale (they then train in-process)."""
     if executor is None:
+        for spec, seed in runs:
+            is_done(spec, seed, scale)
         return
     outcomes = dispatch(runs, Settings(executor, parallel), scale)
     failed = [f"{spec.title} seed {seed}: {why}" for (spec, seed), why in outcomes if why != "done"]

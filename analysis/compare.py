@@ -16,7 +16,8 @@ memory of one call), `results/estimators.md` and `results/estimators.png`. `plai
 ordinary training step (forward, backward, SGD step) on the same labeled + unlabeled batch;
 `virtual_step` is θ₁ and ∇G(θ₁) alone, the floor of every exact one-step estimator; `floor` adds
 one jvp of the coupled loss along the step direction, the floor of `forward` (the `x_floor`
-column of the Markdown divides by it).
+column of the Markdown divides by it); `torchopt` is the same hypergradient by TorchOpt's
+`MetaSGD` (`analysis.oracles`), the outside reference.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from experiments.models import cnn13, linear, tcdcn
 
 from . import sweeps
 from .measure import agreement, fast_allocator, median_ms, peak_mb
+from .oracles import torchopt_hypergradient
 
 KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
 # (row name, estimator, options); analytic only where it applies
@@ -173,6 +175,12 @@ def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str
 
             rel, cos = agreement(call(), ref)
             rows.append(_row(problem_name, row_name, dtype, rel, cos, call, repeats, dev))
+
+        def oracle(problem=problem, hp=hp):  # the same hypergradient by another library
+            return torchopt_hypergradient(problem, hp)
+
+        rel, cos = agreement(oracle(), ref)
+        rows.append(_row(problem_name, "torchopt", dtype, rel, cos, oracle, repeats, dev))
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "estimators.csv", index=False)
@@ -205,6 +213,7 @@ def speed_ratios(frame: pd.DataFrame, dtype: str = "float32") -> dict:
         "fd_no_lookahead / plain_step": t["fd_no_lookahead"] / t["plain_step"],
         "forward / plain_step": t["forward"] / t["plain_step"],
         "higher / fastest exact (func, forward)": t["higher"] / fastest_exact,
+        "torchopt / fastest exact (func, forward)": t["torchopt"] / fastest_exact,
         "virtual_step / plain_step (floor of exact one-step estimators)": t["virtual_step"]
         / t["plain_step"],
     }

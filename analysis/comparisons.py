@@ -96,19 +96,20 @@ def build_estimators(ctx: Context) -> list:
     frame = pd.DataFrame(rows)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
     names = list(ESTIMATORS)
+    shown = list(dict.fromkeys(e for es in ESTIMATORS.values() for e in es))  # one colour each
     width = 0.8 / max(len(v) for v in ESTIMATORS.values())
     for i, name in enumerate(names):
         part = frame[frame.method == name].reset_index(drop=True)
         for j, row in part.iterrows():
             x = i + (j - (len(part) - 1) / 2) * width
-            color = f"C{['fd', 'func', 'forward', 'higher'].index(row.estimator.split()[0])}"
+            color = f"C{shown.index(row.estimator.split()[0])}"
             ax1.bar(x, row["error %"], width, color=color)
             ax2.bar(x, row["wall time s"], width, color=color)
     for ax, label in ((ax1, "test error %"), (ax2, "wall time s")):
         ax.set_xticks(range(len(names)), [n.removesuffix("_digits") for n in names], fontsize=8)
         ax.set_ylabel(label)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}") for i in range(3)]
-    ax1.legend(handles, ["fd", "func", "forward"], fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}") for i in range(len(shown))]
+    ax1.legend(handles, shown, fontsize=8)
     fig.suptitle("Does the estimator matter? (digits, 50 labels, seed 0)")
     return save_figure(fig, ctx.out, "estimators_matter") + save_table(
         frame, ctx.out, "estimators_matter", floatfmt=".2f"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import configs
-from experiments.config import Config, apply_overrides, smoke
+from experiments.config import Config, ConfigError, apply_overrides, config_defaults, smoke
 from experiments.rundir import RunDir, run_name
 from experiments.stop import StopRequest
-from experiments.train import train
+from experiments.train import stored_config, train
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,24 @@ def run_path(spec: Spec, seed: int, scale: str = "full", root: Path | None = Non
     return RunDir.for_run(run_name(spec.name, list(spec.overrides), scale), seed, root).path
 
 
+class StaleRun(ConfigError):
+    """A finished run trained under settings that the experiment no longer resolves to."""
+
+
 def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> bool:
-    return (run_path(spec, seed, scale, root) / "summary.json").is_file()
+    """Whether `spec` at `seed` has finished under its current config. A finished run of
+    another config (the experiment or a default changed since) is StaleRun, never read."""
+    path = run_path(spec, seed, scale, root)
+    if not (path / "summary.json").is_file():
+        return False
+    stored = stored_config(config_of(spec, scale), seed, scale)
+    diff = RunDir(path).config_diff(stored, config_defaults())
+    if diff:
+        raise StaleRun(
+            f"{path} holds a finished run of another config (differs in {diff}, e.g. a default "
+            "changed since); move that directory away to train it under the current settings"
+        )
+    return True
 
 
 def command(spec: Spec, seed: int, scale: str = "full") -> str:

@@ -32,7 +32,7 @@ class Config:
     lr: float
     model_kw: dict[str, Any] = field(default_factory=dict)
     method_kw: dict[str, Any] = field(default_factory=dict)
-    estimator: str = "func"  # hypergradient estimator of meta methods
+    estimator: str = "auto"  # hypergradient estimator of meta methods (`bilevel.choose`)
     # options per estimator name, used when that estimator is selected: {"fd": {"r": 0.01}}
     estimator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # data
@@ -106,6 +106,21 @@ class Config:
 _TOP = {f.name: f for f in fields(Config)}
 # settings that do not change a run's numbers: a resumed run may change them
 RUNTIME = ("workers", "tensorboard")
+# settings a base method never reads (it has no meta step)
+META_ONLY = ("estimator", "estimator_options")
+
+
+def differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings in which two stored configs give different runs: RUNTIME settings never
+    count, nor the estimator of a base method (its runs are the same under any estimator)."""
+    ignored = set(RUNTIME)
+    method = new.get("method", old.get("method"))
+    if method in METHODS.methods and METHODS.base_of(method) is None:
+        ignored |= set(META_ONLY)
+    keys = set(old) | set(new)
+    return sorted(k for k in keys if k not in ignored and old.get(k) != new.get(k))
+
+
 _NOT_FLAT = ("name", "model_kw", "method_kw", "estimator_options")
 
 

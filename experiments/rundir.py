@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from .config import RUNTIME, ConfigError
+from .config import ConfigError, differing
 
 # what torch.load raises on a truncated, empty or garbage file
 UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
@@ -135,37 +135,36 @@ class RunDir:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def start(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
-        """Write config.json first; refuse a directory that holds a run of another config.
-
-        Keys missing from an existing config.json (settings added to the toolkit after that run
-        started) count as equal when the new config holds their `defaults` value."""
+        """Write config.json first; refuse a directory that holds a run of another config."""
         self.path.mkdir(parents=True, exist_ok=True)
-        config = json.loads(json.dumps(config))  # as stored (tuples become lists)
+        diff = self.config_diff(config, defaults)
+        if diff:
+            raise ConfigError(
+                f"{self.path} holds a run with a different config (differs in {diff}); "
+                "remove that directory, or change NAME or SEED"
+            )
+        if diff is None:
+            self.write_json("config.json", json.loads(json.dumps(config)))
+
+    def config_diff(
+        self, config: dict[str, Any], defaults: dict[str, Any] | None = None
+    ) -> list[str] | None:
+        """The settings in which this directory's config.json differs from `config` (None
+        when there is none). Keys missing from config.json (settings added to the toolkit
+        after that run started) count as equal when `config` holds their `defaults` value."""
         existing = self.file("config.json")
-        if existing.is_file():
-            try:
-                old = json.loads(existing.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ConfigError(
-                    f"{existing} is not a run's config ({err}); remove {self.path} to start "
-                    "this run again"
-                ) from None
-            added = json.loads(
-                json.dumps({k: v for k, v in (defaults or {}).items() if k not in old})
-            )
-            old = {**added, **old}
-            diff = sorted(
-                k
-                for k in set(old) | set(config)
-                if old.get(k) != config.get(k) and k not in RUNTIME
-            )
-            if diff:
-                raise ConfigError(
-                    f"{self.path} holds a run with a different config (differs in {diff}); "
-                    "remove that directory, or change NAME or SEED"
-                )
-            return
-        self.write_json("config.json", config)
+        if not existing.is_file():
+            return None
+        try:
+            old = json.loads(existing.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(
+                f"{existing} is not a run's config ({err}); remove {self.path} to start "
+                "this run again"
+            ) from None
+        config = json.loads(json.dumps(config))  # as stored (tuples become lists)
+        added = json.loads(json.dumps({k: v for k, v in (defaults or {}).items() if k not in old}))
+        return differing({**added, **old}, config)
 
     def write_json(self, name: str, obj: Any) -> None:
         _atomic_write(self.file(name), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
@@ -225,9 +224,8 @@ class RunDir:
     def _check_owner(self, path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
         stored = json.loads(json.dumps(state.get("config", {})))
         config = json.loads(json.dumps(config))
-        differ = sorted(
-            k for k in config if k in stored and stored[k] != config[k] and k not in RUNTIME
-        )
+        differ = differing({k: stored[k] for k in config if k in stored}, config)
+        differ = [k for k in differ if k in stored]
         if differ:
             shown = ", ".join(f"{k}={stored[k]!r} (this run: {config[k]!r})" for k in differ)
             raise CheckpointError(

@@ -165,7 +165,7 @@ def train(
     `Stopped` is raised; the same call resumes from that step."""
     run = build(cfg, seed, scale)  # bad settings or data stop here, before any file is written
     rundir = RunDir.for_run(run_id or cfg.name, seed, root)
-    stored = {**as_dict(cfg), "seed": seed, "scale": scale}
+    stored = stored_config(cfg, seed, scale)
     shard = run.method.shard
     if shard.rank > 0:  # rank 0 holds the lock and writes; the others read its checkpoint
         distributed.barrier(shard)
@@ -174,6 +174,11 @@ def train(
         rundir.start(stored, config_defaults())
         distributed.barrier(shard)
         return _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop)
+
+
+def stored_config(cfg: Config, seed: int, scale: str) -> dict[str, Any]:
+    """What a run's config.json and checkpoints hold."""
+    return {**as_dict(cfg), "seed": seed, "scale": scale}
 
 
 def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dict[str, Any]:
@@ -291,6 +296,8 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         "method": cfg.method,
         "dataset": cfg.dataset,
         "estimator": cfg.estimator,
+        # what the meta step ran (`auto` names its pick); empty for a base method
+        "estimators_run": sorted(getattr(run.method, "estimators_run", ())),
         "steps": cfg.steps,
         "primary": f"test/{key}",
         "final": {f"test/{k}": v for k, v in final.items()},

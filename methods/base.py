@@ -192,7 +192,7 @@ class Method:
         optimizer: torch.optim.Optimizer,
         task: Task,
         teacher: nn.Module | None = None,
-        estimator: str = "func",
+        estimator: str = "auto",
         estimator_kw: dict[str, Any] | None = None,
         teacher_decay: float = 0.0,
         shard: Shard = LOCAL,

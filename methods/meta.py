@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bilevel import BilevelProblem, check_optimizer, hypergradient
+from bilevel import BilevelProblem, check_optimizer, choose, hypergradient
 from bilevel.estimators.analytic import check_one_layer
 from bilevel.hypergrad import finite_flags, non_finite_message
 from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
@@ -32,6 +32,7 @@ class MetaMethod(Method):
         device = next(model.parameters()).device
         self._names: list[str] = []  # what the recorded non-finite values were
         self._codes: dict[tuple[str, ...], Tensor] = {}  # their indices, per call site
+        self.estimators_run: set[str] = set()  # what `auto` picked (`bilevel.choose`)
         self._bad_step = torch.tensor(-1, device=device)  # first step with one (-1: none)
         self._bad_name = torch.tensor(0, device=device)
         if not self.plain_virtual_step():
@@ -111,6 +112,8 @@ class MetaMethod(Method):
     ) -> dict[str, Tensor]:
         """The configured estimator's hypergradient. Its finiteness is recorded on the device
         (`non_finite` reads it), not checked with a host synchronisation per meta step."""
+        picked = choose(problem, hparams) if self.estimator == "auto" else self.estimator
+        self.estimators_run.add(picked)
         grads = hypergradient(
             problem, hparams, self.estimator, check_finite=False, **self.estimator_kw
         )

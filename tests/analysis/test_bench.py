@@ -13,14 +13,14 @@ from experiments import configs
 def test_bench_writes_the_table_with_ratios_to_the_base(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_ROOT", str(tmp_path / "none"))  # no data: stand-ins are written
     args = ["--only", "metagrad_cifar10", "--scale", "0.03", "--repeats", "2", "--warmup", "0"]
-    args += ["--estimators", "forward", "--set", "model.width=8", "--out", str(tmp_path)]
+    args += ["--estimators", "forward,auto", "--set", "model.width=8", "--out", str(tmp_path)]
     bench.main(args)
     frame = pd.read_csv(tmp_path / "bench.csv")
     columns = ["experiment", "method", "estimator", "device", "batch", "step_ms", "base_step_ms"]
     columns += ["ratio_vs_base", "data_ms", "data_wait_share"]
     assert set(columns) <= set(frame.columns)
-    assert list(frame.method) == ["pl_mixup", "meta_gradient", "meta_gradient"]
-    assert list(frame.estimator) == ["-", "fd (default)", "forward"]
+    assert list(frame.method) == ["pl_mixup"] + ["meta_gradient"] * 3
+    assert list(frame.estimator) == ["-", "fd (default)", "forward", "auto → forward"]
     assert (frame.batch == "4+4×1").all() and (frame.data == "random images, CIFAR-10 format").all()
     assert frame.ratio_vs_base.tolist() == pytest.approx(frame.step_ms / frame.base_step_ms)
     assert ((frame.data_wait_share >= 0) & (frame.data_wait_share < 1)).all()

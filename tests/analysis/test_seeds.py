@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from analysis.seeds import Spec, collect, table
+from experiments.config import ConfigError
 
 
 def test_collect_reuses_finished_runs_and_tabulates(tmp_path):
@@ -49,3 +50,46 @@ def test_one_seed_shows_its_value_without_a_spread():
         [{"run": "a", "seed": 0, "metric": "test/nme", "value": 11.38, "steps_per_s": 1.0}]
     )
     assert table(frame).loc[0, "result"] == "11.38"
+
+
+def _set_config(run, **changes):
+    import json
+
+    path = run / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_a_finished_run_of_another_config_is_stale_not_reused(tmp_path, monkeypatch):
+    """A run trained before a default changed (here: the estimator of a meta method) is never
+    read as the current experiment's result; the check names the setting and the directory."""
+    from analysis.cluster import run_missing
+    from analysis.seeds import StaleRun, is_done
+
+    spec = Spec("metathreshold_digits")
+    collect([spec], [0], scale="smoke", root=tmp_path)
+    run = tmp_path / "metathreshold_digits+smoke" / "seed0"
+    assert is_done(spec, 0, "smoke", tmp_path)
+    _set_config(run, estimator="func")  # as trained under the old default
+    stale = r"seed0 holds a finished run of another config \(differs in \['estimator'\]"
+    with pytest.raises(StaleRun, match=stale):
+        is_done(spec, 0, "smoke", tmp_path)
+    with pytest.raises(StaleRun):
+        collect([spec], [0], scale="smoke", root=tmp_path)
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    with pytest.raises(StaleRun):  # the check commands look before training anything
+        run_missing([(Spec("supervised_digits"), 0), (spec, 0)], None, scale="smoke")
+
+
+def test_a_base_run_is_the_same_run_under_any_estimator(tmp_path):
+    """A base method has no meta step: its finished run stays valid when the estimator
+    setting changes, and resumes into the same directory."""
+    from analysis.seeds import is_done
+
+    spec = Spec("fixmatch_digits")
+    collect([spec], [0], scale="smoke", root=tmp_path)
+    run = tmp_path / "fixmatch_digits+smoke" / "seed0"
+    _set_config(run, estimator="func", estimator_options={"fd": {"r": 0.5}})
+    assert is_done(spec, 0, "smoke", tmp_path)
+    _set_config(run, lr=0.5)  # a setting it reads is still a different run
+    with pytest.raises(ConfigError, match=r"differs in \['lr'\]"):
+        is_done(spec, 0, "smoke", tmp_path)

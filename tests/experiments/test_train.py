@@ -259,7 +259,7 @@ def test_run_dir_accepts_settings_added_later_at_their_default(tmp_path):
     from experiments.config import as_dict, config_defaults
     from experiments.rundir import RunDir
 
-    cfg = {**as_dict(configs.get("supervised_digits")), "seed": 0, "scale": "full"}
+    cfg = {**as_dict(configs.get("metasemi_digits")), "seed": 0, "scale": "full"}
     old = {k: v for k, v in cfg.items() if k != "estimator_options"}  # written by an older version
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
@@ -551,3 +551,19 @@ def test_compile_compiles_the_real_step_and_the_estimators_take_the_eager_module
         assert hasattr(run.method.model, "_orig_mod") and run.method.eager_model() is run.model
         out = train(cfg, 0, "smoke", root=tmp_path / estimator, progress=False)
         assert out["final"] == pytest.approx(eager["final"], rel=1e-3), estimator
+
+
+@pytest.mark.parametrize("name", ["metasemi_digits", "impute_v2_synthfaces"])
+def test_meta_experiments_default_to_auto_which_runs_forward_here(name, tmp_path):
+    """The experiments' default estimator is `auto`; on these one-step problems on deep models
+    it runs `forward`, so a default run equals the `estimator=forward` run bit for bit (the
+    Meta-Gradient experiments keep their paper's `fd`)."""
+    cfg = apply_overrides(smoke(configs.get(name)), ["steps=6", "eval_every=3"])
+    assert cfg.estimator == "auto" and configs.get("metagrad_digits").estimator == "fd"
+    train(cfg, 0, "smoke", root=tmp_path / "auto", progress=False)
+    forward = apply_overrides(cfg, ["estimator=forward"])
+    train(forward, 0, "smoke", root=tmp_path / "forward", progress=False)
+    a, b = (_comparable(tmp_path / d / name / "seed0") for d in ("auto", "forward"))
+    assert a[0] == b[0] and a[1]["final"] == b[1]["final"]  # every logged row, the results
+    assert (a[1]["estimator"], b[1]["estimator"]) == ("auto", "forward")
+    assert a[1]["estimators_run"] == b[1]["estimators_run"] == ["forward"]
