@@ -147,7 +147,17 @@ def run_path(spec: Spec, seed: int, scale: str = "full", root: Path | None = Non
 
 
 class StaleRun(ConfigError):
-    """A finished run trained under settings that the experiment no longer resolves to."""
+    """Finished runs trained under settings that their experiment no longer resolves to."""
+
+    def __init__(self, stale: list[tuple[Path, list[str]]]) -> None:
+        self.stale = stale
+        shown = "; ".join(f"{path} (differs in {diff})" for path, diff in stale[:5])
+        more = f"; and {len(stale) - 5} more" if len(stale) > 5 else ""
+        super().__init__(
+            f"{len(stale)} finished run(s) of another config than their experiment resolves to "
+            f"now (a default or the experiment changed since): {shown}{more}; move them away "
+            "to retrain them under the current settings"
+        )
 
 
 def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> bool:
@@ -159,11 +169,23 @@ def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None
     stored = stored_config(config_of(spec, scale), seed, scale)
     diff = RunDir(path).config_diff(stored, config_defaults())
     if diff:
-        raise StaleRun(
-            f"{path} holds a finished run of another config (differs in {diff}, e.g. a default "
-            "changed since); move that directory away to train it under the current settings"
-        )
+        raise StaleRun([(path, diff)])
     return True
+
+
+def check_fresh(
+    runs: list[tuple[Spec, int]], scale: str = "full", root: Path | None = None
+) -> None:
+    """Raise one StaleRun naming every finished run of `runs` whose config is not what its
+    experiment resolves to now (the check and figure commands call it before any work)."""
+    stale = []
+    for spec, seed in dict.fromkeys(runs):
+        try:
+            is_done(spec, seed, scale, root)
+        except StaleRun as err:
+            stale += err.stale
+    if stale:
+        raise StaleRun(stale)
 
 
 def command(spec: Spec, seed: int, scale: str = "full") -> str:

@@ -70,14 +70,32 @@ def test_a_finished_run_of_another_config_is_stale_not_reused(tmp_path, monkeypa
     run = tmp_path / "metathreshold_digits+smoke" / "seed0"
     assert is_done(spec, 0, "smoke", tmp_path)
     _set_config(run, estimator="func")  # as trained under the old default
-    stale = r"seed0 holds a finished run of another config \(differs in \['estimator'\]"
+    stale = r"1 finished run\(s\) of another config .*seed0 \(differs in \['estimator'\]\)"
     with pytest.raises(StaleRun, match=stale):
         is_done(spec, 0, "smoke", tmp_path)
     with pytest.raises(StaleRun):
         collect([spec], [0], scale="smoke", root=tmp_path)
+    other = Spec("metasemi_digits")
+    collect([other], [0], scale="smoke", root=tmp_path)
+    _set_config(tmp_path / "metasemi_digits+smoke" / "seed0", estimator="higher")
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
-    with pytest.raises(StaleRun):  # the check commands look before training anything
-        run_missing([(Spec("supervised_digits"), 0), (spec, 0)], None, scale="smoke")
+    runs = [(Spec("supervised_digits"), 0), (spec, 0), (other, 0)]
+    with pytest.raises(StaleRun, match=r"^2 finished run\(s\)") as err:  # all named at once
+        run_missing(runs, None, scale="smoke")  # the check commands look before training
+    assert [path.parent.name for path, _ in err.value.stale] == [
+        "metathreshold_digits+smoke",
+        "metasemi_digits+smoke",
+    ]
+    assert not (tmp_path / "supervised_digits+smoke").exists()
+    from analysis import figures, reproduce
+
+    for main in (figures.main, reproduce.main):  # both read these runs: stop before any work
+        with pytest.raises(StaleRun, match=r"^2 finished run\(s\)"):
+            main(["--scale", "smoke", "--only", "estimators_matter", "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metasemi_digits+smoke",
+        "metathreshold_digits+smoke",
+    ]
 
 
 def test_a_base_run_is_the_same_run_under_any_estimator(tmp_path):
