@@ -26,7 +26,7 @@ import argparse
 import copy
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -133,14 +133,35 @@ def _forward_floor(problem, hp):
     return step
 
 
-def run(out: Path, widths: dict[str, int], batch: int, repeats: int, device: str) -> pd.DataFrame:
-    """`widths` maps each dtype to run ("float32", "float64") to its CNN-13 width."""
+def select(setups: list[Setup], only: set[str] | None) -> list[Setup]:
+    """The setups restricted to the problems named in `only` ("cnn13-w128/a", …; None: all)."""
+    if only is None:
+        return setups
+    known = {f"{s.name}/{k}" for s in setups for k in s.kinds}
+    if not only & known:
+        raise SystemExit(f"--only names none of the problems: {', '.join(sorted(known))}")
+    picked = [
+        replace(s, kinds=tuple(k for k in s.kinds if f"{s.name}/{k}" in only)) for s in setups
+    ]
+    return [s for s in picked if s.kinds]
+
+
+def run(
+    out: Path,
+    widths: dict[str, int],
+    batch: int,
+    repeats: int,
+    device: str,
+    only: set[str] | None = None,
+) -> pd.DataFrame:
+    """`widths` maps each dtype to run ("float32", "float64") to its CNN-13 width; `only`
+    restricts the problems."""
     dev = torch.device(device)
     rows = []
     jobs = [
         (dt, s, k)
         for dt, width in widths.items()
-        for s in _setups(width, batch, getattr(torch, dt), dev)
+        for s in select(_setups(width, batch, getattr(torch, dt), dev), only)
         for k in s.kinds
     ]
     for dtype, setup, kind in tqdm(jobs, desc="compare", unit="problem"):
@@ -226,8 +247,9 @@ def _markdown(frame: pd.DataFrame) -> str:
     shown["x_plain"] = [r.ms / plain[(r.problem, r.dtype)] for r in shown.itertuples()]
     shown["x_floor"] = [r.ms / floor[(r.problem, r.dtype)] for r in shown.itertuples()]
     text = shown.to_markdown(index=False, floatfmt=".3g") + "\n"
-    if "float32" in set(frame.dtype):
-        problem = next(p for p in frame[frame.dtype == "float32"].problem if p.startswith("cnn13"))
+    cnn = [p for p in frame[frame.dtype == "float32"].problem if p.startswith("cnn13")]
+    if cnn:
+        problem = cnn[0]
         text += f"\nSpeed goals on {problem} (float32):\n\n"
         text += "".join(f"- {k}: {v:.2f}\n" for k, v in speed_ratios(frame).items())
     return text
@@ -286,12 +308,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ks", default="1,3,10", help="unrolled steps of the memory sweep")
+    parser.add_argument("--only", default="", help="problems, e.g. cnn13-w128/a,tcdcn/a")
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
     fast_allocator()
     torch.manual_seed(0)
     width = {"float32": args.width, "float64": args.width64}
     widths = {dt: width[dt] for dt in args.dtypes.split(",")}
-    run(args.out, widths, args.batch, args.repeats, args.device)
+    run(args.out, widths, args.batch, args.repeats, args.device, only)
     print((args.out / "estimators.md").read_text())
     dev = torch.device(args.device)
     cnn = _setups(args.width, args.batch, torch.float32, dev)[0]
@@ -300,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{cnn.name}/a, float32, against K:\n")
     print(sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"])))
     radii = pd.concat(
-        sweeps.r_sweep(_setups(w, args.batch, getattr(torch, dt), dev), KINDS)
+        sweeps.r_sweep(select(_setups(w, args.batch, getattr(torch, dt), dev), only), KINDS)
         for dt, w in widths.items()
     )
     print("\nfd's relative error against r:\n")

@@ -59,3 +59,18 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert len(radii) == 2 * 7 * 7 and set(radii.problem) == set(frame.problem)
     smallest = radii[(radii.r == radii.r.min()) & (radii.dtype == "float64")]
     assert (smallest.cosine > 0.99).all()  # float64: the smallest r is close on every problem
+
+
+def test_compare_only_runs_the_named_problems(tmp_path):
+    import pytest
+
+    args = ["--width", "4", "--batch", "2", "--repeats", "1", "--device", "cpu", "--ks", "1"]
+    args += ["--dtypes", "float64", "--out", str(tmp_path)]
+    main([*args, "--only", "tcdcn/a"])
+    frame = pd.read_csv(tmp_path / "estimators.csv")
+    assert set(frame.problem) == {"tcdcn/a"}
+    assert set(pd.read_csv(tmp_path / "fd_r.csv").problem) == {"tcdcn/a"}
+    row = frame[frame.estimator == "torchopt"].iloc[0]
+    assert row.rel_error <= 1e-12  # the outside reference agrees with func in float64
+    with pytest.raises(SystemExit, match="names none of the problems: cnn13-w32/a, "):
+        main([*args, "--only", "tcdcn/z"])
