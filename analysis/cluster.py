@@ -38,13 +38,12 @@ from experiments.stop import Stopped, StopRequest
 
 from .seeds import (
     Spec,
-    check_fresh,
     config_of,
     ensure_run,
-    is_done,
     run_path,
     seed_list,
     summary,
+    unfinished,
 )
 
 Run = tuple[Spec, int]
@@ -157,8 +156,7 @@ def dispatch(
     root = (root or runs_root()).resolve()
     for spec, _ in runs:
         config_of(spec, scale)  # a bad setting stops the sweep before any job
-    check_fresh(runs, scale, root)  # so does a finished run of another config
-    todo = [(spec, seed) for spec, seed in runs if not is_done(spec, seed, scale, root)]
+    todo = unfinished(runs, scale, root)  # so does a finished run of another config
     print(f"{len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to submit", flush=True)
     if not todo:
         return [(r, "done") for r in runs]
@@ -215,7 +213,7 @@ def run_missing(
     exit 1 naming the jobs that failed. `executor=None`: only check, before any training, that
     no finished run is stale (they then train in-process)."""
     if executor is None:
-        check_fresh(runs, scale)
+        unfinished(runs, scale)
         return
     outcomes = dispatch(runs, Settings(executor, parallel), scale)
     failed = [f"{spec.title} seed {seed}: {why}" for (spec, seed), why in outcomes if why != "done"]

@@ -19,7 +19,7 @@ from experiments.cli import run_cli
 
 from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
 from .context import Context, Need
-from .seeds import check_fresh, command, job_options, seed_list
+from .seeds import command, job_options, seed_list, unfinished
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def parse(
 
 def main(argv: list[str] | None = None) -> int:
     ctx, figures, _ = parse(argv, __doc__.split("\n")[0])
-    check_fresh(all_needs(ctx, figures), ctx.scale, ctx.root)  # all of them in one message
+    unfinished(all_needs(ctx, figures), ctx.scale, ctx.root)  # stale runs: one message
     missing = build_all(ctx, figures)
     if missing:
         report_missing(ctx, missing)

@@ -15,14 +15,13 @@ from experiments.cli import run_cli
 
 from .cluster import run_missing
 from .figures import all_needs, build_all, parse, report_missing
-from .seeds import check_fresh, ensure_run
+from .seeds import ensure_run, unfinished
 
 
 def main(argv: list[str] | None = None) -> int:
     ctx, figures, args = parse(argv, __doc__.split("\n")[0])
     needs = all_needs(ctx, figures)
-    check_fresh(needs, ctx.scale, ctx.root)  # before training anything
-    todo = [(spec, seed) for spec, seed in needs if not ctx.done(spec, seed)]
+    todo = unfinished(needs, ctx.scale, ctx.root)  # stale runs stop it before any training
     print(f"{len(needs)} runs needed, {len(needs) - len(todo)} already finished", flush=True)
     start = time.perf_counter()
     if args.executor is not None:  # EXECUTOR=local|slurm: as submitit jobs

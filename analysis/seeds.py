@@ -173,19 +173,22 @@ def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None
     return True
 
 
-def check_fresh(
+def unfinished(
     runs: list[tuple[Spec, int]], scale: str = "full", root: Path | None = None
-) -> None:
-    """Raise one StaleRun naming every finished run of `runs` whose config is not what its
-    experiment resolves to now (the check and figure commands call it before any work)."""
-    stale = []
+) -> list[tuple[Spec, int]]:
+    """The runs of `runs` still to train. A finished run whose config is not what its
+    experiment resolves to now is StaleRun, every such run named in one error (the check and
+    figure commands call this before any work)."""
+    todo, stale = [], []
     for spec, seed in dict.fromkeys(runs):
         try:
-            is_done(spec, seed, scale, root)
+            if not is_done(spec, seed, scale, root):
+                todo.append((spec, seed))
         except StaleRun as err:
             stale += err.stale
     if stale:
         raise StaleRun(stale)
+    return todo
 
 
 def command(spec: Spec, seed: int, scale: str = "full") -> str:

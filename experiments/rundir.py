@@ -224,8 +224,8 @@ class RunDir:
     def _check_owner(self, path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
         stored = json.loads(json.dumps(state.get("config", {})))
         config = json.loads(json.dumps(config))
-        differ = differing({k: stored[k] for k in config if k in stored}, config)
-        differ = [k for k in differ if k in stored]
+        common = [k for k in config if k in stored]
+        differ = differing({k: stored[k] for k in common}, {k: config[k] for k in common})
         if differ:
             shown = ", ".join(f"{k}={stored[k]!r} (this run: {config[k]!r})" for k in differ)
             raise CheckpointError(

@@ -114,8 +114,8 @@ class MetaMethod(Method):
         (`non_finite` reads it), not checked with a host synchronisation per meta step."""
         picked = choose(problem, hparams) if self.estimator == "auto" else self.estimator
         self.estimators_run.add(picked)
-        grads = hypergradient(
-            problem, hparams, self.estimator, check_finite=False, **self.estimator_kw
+        grads = hypergradient(  # `auto` runs its pick (choosing once); it has no options
+            problem, hparams, picked, check_finite=False, **self.estimator_kw
         )
         self._record_finite(*finite_flags(hparams, grads))
         return grads
