@@ -13,6 +13,10 @@ turn, so that they share the machine's state. Columns:
     ratio_vs_base   step_ms / the base's step_ms (the same batch sizes and model)
     data_ms         median time to build one batch on the host (`BatchMaker.host`)
     data_wait_share share of the loop's wall time spent waiting for the next batch
+    hypergrad_ms    median time per step inside the meta method's hypergradient calls (0 for
+                    a base); ratio_vs_base − hypergrad_ms / base_step_ms is the rest of the
+                    iteration in base steps, so a meta step's floor with its estimator is
+                    1 + hypergrad_ms / base_step_ms when that rest is one base step
 
 Without the datasets under DATA_ROOT, stand-ins in the real on-disk formats are written to a
 temporary folder (random CIFAR-10 images, synthetic faces in the AFLW format; the `data` column
@@ -104,19 +108,39 @@ class Timer:
         workers = cfg.workers if cfg.workers >= 0 else default_workers(self.run.device)
         self.stream = batches(self.run.batches, self.START, self.START + steps, workers)
         self.i, self.times, self.waits, self.totals = 0, [], 0.0, 0.0
+        self.hyper, self.hyper_times = 0.0, []  # seconds in hypergradient calls: this step, all
+        method = self.run.method
+        if hasattr(method, "hypergradient"):  # a meta method: time its estimator calls
+            method.hypergradient = self.timed(method.hypergradient)
+
+    def sync(self) -> None:
+        if self.run.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(self, fn):
+        def call(*args, **kwargs):
+            self.sync()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.sync()
+            self.hyper += time.perf_counter() - t0
+            return out
+
+        return call
 
     def step(self, measured: bool) -> None:
         t0 = time.perf_counter()
         batch = next(self.stream)
         t1 = time.perf_counter()
         torch.manual_seed(self.i)
+        self.hyper = 0.0
         self.run.method.train_step(batch)
-        if self.run.device.type == "cuda":
-            torch.cuda.synchronize()
+        self.sync()
         t2 = time.perf_counter()
         self.i += 1
         if measured:
             self.times.append(t2 - t1)
+            self.hyper_times.append(self.hyper)
             self.waits, self.totals = self.waits + (t1 - t0), self.totals + (t2 - t0)
 
     def result(self) -> dict[str, float]:
@@ -130,6 +154,7 @@ class Timer:
             "step_ms": 1e3 * statistics.median(self.times),
             "data_ms": 1e3 * statistics.median(host),
             "data_wait_share": self.waits / self.totals,
+            "hypergrad_ms": 1e3 * statistics.median(self.hyper_times),
             "ran": ",".join(sorted(getattr(self.run.method, "estimators_run", ()))),
         }
 
@@ -172,6 +197,7 @@ def bench(
                     "ratio_vs_base": row["step_ms"] / base_row["step_ms"],
                     "data_ms": row["data_ms"],
                     "data_wait_share": row["data_wait_share"],
+                    "hypergrad_ms": row["hypergrad_ms"],
                     "data": data[meta.dataset],
                 }
             )
@@ -184,6 +210,12 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     labels = [f"{r.experiment}\n{r.estimator}" for r in metas.itertuples()]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4))
     ax.bar(range(len(labels)), metas.ratio_vs_base, color="tab:blue", label="meta step")
+    ax.bar(
+        range(len(labels)),
+        metas.hypergrad_ms / metas.base_step_ms,
+        color="tab:green",
+        label="of which the hypergradient",
+    )
     ax.bar(
         range(len(labels)),
         metas.ratio_vs_base * metas.data_wait_share,

@@ -17,13 +17,16 @@ def test_bench_writes_the_table_with_ratios_to_the_base(tmp_path, monkeypatch):
     bench.main(args)
     frame = pd.read_csv(tmp_path / "bench.csv")
     columns = ["experiment", "method", "estimator", "device", "batch", "step_ms", "base_step_ms"]
-    columns += ["ratio_vs_base", "data_ms", "data_wait_share"]
+    columns += ["ratio_vs_base", "data_ms", "data_wait_share", "hypergrad_ms"]
     assert set(columns) <= set(frame.columns)
     assert list(frame.method) == ["pl_mixup"] + ["meta_gradient"] * 3
     assert list(frame.estimator) == ["-", "fd (default)", "forward", "auto → forward"]
     assert (frame.batch == "4+4×1").all() and (frame.data == "random images, CIFAR-10 format").all()
     assert frame.ratio_vs_base.tolist() == pytest.approx(frame.step_ms / frame.base_step_ms)
     assert ((frame.data_wait_share >= 0) & (frame.data_wait_share < 1)).all()
+    # the base has no hypergradient; a meta step's hypergradient is part of its step
+    assert frame.hypergrad_ms[0] == 0 and (frame.hypergrad_ms[1:] > 0).all()
+    assert (frame.hypergrad_ms < frame.step_ms).all()
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert (tmp_path / "bench.md").read_text().startswith("batch scale 0.03")
 
