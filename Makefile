@@ -12,7 +12,7 @@ PARALLEL ?= 2
 WAIT     ?= 1
 JOBS = $(if $(EXECUTOR),--executor $(EXECUTOR) --parallel $(PARALLEL))
 
-.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench figures reproduce clean
+.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench smoke figures reproduce clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,9 @@ check-meta: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m analysis.bench $(if $(BENCH_SCALE),--scale $(BENCH_SCALE))
+
+smoke: $(STAMP)
+	$(PY) -m analysis.smoke $(if $(DEVICE),--device $(DEVICE)) $(if $(STEPS),--steps $(STEPS))
 
 figures: $(STAMP)
 	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
