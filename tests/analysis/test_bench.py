@@ -3,6 +3,8 @@ CIFAR-10's format, with the columns the README quotes and a ratio that is step /
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
@@ -36,3 +38,13 @@ def test_the_base_of_a_meta_experiment_is_its_config_with_the_base_method():
     base = configs.base_config(cfg)
     assert base.method == "fixmatch" and base.batch_size == 32 and base.model == "wrn28"
     assert set(base.method_kw) <= {"weight", "threshold", "temperature"}
+
+
+@pytest.mark.parametrize("k, expected", [(1, 1000.0), (2, 3000.0)])
+def test_green_meta_t_steps_count_in_their_proportion(k, expected):
+    """One meta step every k: the per-step time is the median over k-step cycles of their mean
+    (with k = 2 and steps of 1 s and 5 s alternating, 3 s; a plain median would say 1 s)."""
+    timer = object.__new__(bench.Timer)
+    timer.run = SimpleNamespace(method=SimpleNamespace(cfg=SimpleNamespace(k=k)))
+    assert timer.per_step([1.0, 5.0, 1.0, 5.0, 1.0]) == pytest.approx(expected)
+    assert "metathreshold_green_cifar10" in bench.EXPERIMENTS
