@@ -238,7 +238,7 @@ def smoke(cfg: Config) -> Config:
 def validate(cfg: Config) -> None:
     from bilevel import ESTIMATORS
 
-    from .models import MODELS
+    from .models import MODELS, check_args
     from .sources import DATASETS
 
     checks = [
@@ -328,6 +328,7 @@ def validate(cfg: Config) -> None:
             "nesterov=true needs momentum > 0",
         ),
     ]
+    checks += [(False, f"model.{k}", m) for k, m in check_args(cfg.model_kw)]
     for ok, key, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")

@@ -153,6 +153,35 @@ def linear(in_features: int, num_outputs: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_outputs))
 
 
+def _size(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+# Model arguments checked by name before a model is built (`check_args`); the models check
+# their choices (`activation`, `stem`) themselves.
+ARG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    **{
+        k: (_size, "an integer >= 1")
+        for k in ("width", "widen", "hidden", "num_classes", "num_outputs", "in_channels")
+    },
+    "in_features": (_size, "an integer >= 1"),
+    "dropout": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1,
+        "a probability in [0, 1)",
+    ),
+    "batchnorm": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_args(kw: dict[str, object]) -> list[tuple[str, str]]:
+    """(argument, what it must be) for each model argument in `kw` out of its range."""
+    return [
+        (k, f"must be {ARG_RULES[k][1]}, got {v!r}")
+        for k, v in kw.items()
+        if k in ARG_RULES and not ARG_RULES[k][0](v)
+    ]
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn13": cnn13,
     "wrn28": wrn28,

@@ -173,7 +173,11 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
     [
         (["fixmatch_digits", "model=tcdcn"], "model: tcdcn cannot take digits inputs of shape"),
         (["fixmatch_digits", "model.foo=1"], "model.foo: model mlp has no argument 'foo' (its"),
-        (["fixmatch_digits", "model.hidden=-3"], "model.*: mlp(hidden=-3, in_features=64, num"),
+        (["fixmatch_digits", "model.hidden=-3"], "model.hidden: must be an integer >= 1, got -3"),
+        (["fixmatch_digits", "model.hidden=0"], "model.hidden: must be an integer >= 1, got 0"),
+        (["fixmatch_digits", "model.dropout=1"], "model.dropout: must be a probability in [0, 1)"),
+        (["fixmatch_digits", "model.activation=foo"], "model.*: mlp(hidden=128, activation='foo'"),
+        (["fixmatch_cifar10", "model.width=0"], "model.width: must be an integer >= 1, got 0"),
         (["fixmatch_digits", "dataset=foo"], "dataset: unknown dataset 'foo'; valid: digits"),
         (["fixmatch_digits", "device=foo"], "device: unknown device 'foo'"),
         (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
