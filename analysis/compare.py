@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from bilevel import Evaluator, hypergradient, per_sample_loss
+from bilevel.estimators.forward import directional
 from bilevel.examples import BUILDERS, Batch
 from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
@@ -128,7 +129,7 @@ def _forward_floor(problem, hp):
         with Evaluator(problem) as ev:
             w = ev.step_direction(ev.outer_grad(ev.first_step(hp)), hp)
             const = {k: v.detach() for k, v in hp.items()}
-            return torch.func.jvp(lambda p: ev.coupled(p, const), (problem.params(),), (w,))
+            return directional(lambda p: ev.coupled(p, const), problem.params(), w)
 
     return step
 

@@ -2,21 +2,23 @@
 on the device, as a table, so that a new machine (a GPU node) is checked in minutes.
 
 Rows are derived, never listed by hand: for each method and each CPU-scale dataset it has an
-experiment on (digits, synthetic faces), the first such experiment; a meta method runs once per
-estimator in `bilevel.ESTIMATORS`, a base method once. Then each experiment with its default
-estimator under each of `--settings` (default `amp=bf16`, `channels_last=true`,
-`compile=true`). Every run is the experiment at `SCALE=smoke` cut to `--steps` steps and trained
-by the training loop (`experiments.train`, evaluation and checkpoint included) into a temporary
-folder. Status:
+experiment on (digits, synthetic faces), the first such experiment, and with `--paper` (the
+default on CUDA) the paper-size experiments of `make bench` (CNN-13, WRN-28-2, TCDCN; stand-in
+data in the real formats when the datasets are absent, as `make bench` writes them); a meta
+method runs once per estimator in `bilevel.ESTIMATORS`, a base method once, each also under
+each of `--settings` (default `amp=bf16`, `channels_last=true`, `compile=true`). Every run is
+the experiment at `SCALE=smoke` cut to `--steps` steps and trained by the training loop
+(`experiments.train`, evaluation and checkpoint included) into a temporary folder. Status:
 
     ok        trained; `ms_per_step` from the run's steps per second (evaluation included)
     refused   the configuration is refused before any work, by design (e.g. `analytic` on a deep
               model, `higher` with Adam); the message says why
-    FAILED    anything else: an exception while training, a diverged run
+    FAILED    anything else: an exception while training (with the innermost file:line of the
+              toolkit it passed through), a diverged run
 
 Writes `results/smoke.{csv,md}` and exits with status 1 if a row FAILED.
 
-    python -m analysis.smoke [--device cuda] [--steps 6] [--only metasemi_digits ...]
+    python -m analysis.smoke [--device cuda] [--steps 6] [--paper] [--only metasemi_digits ...]
         [--estimators func,forward] [--settings amp=bf16 compile=true]
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from analysis.bench import EXPERIMENTS, ensure_data
 from bilevel import ESTIMATORS
 from experiments import configs
 from experiments.cli import run_cli
@@ -52,36 +55,50 @@ def experiments() -> list[str]:
     return list(seen.values())
 
 
+def selected(only: list[str] | None, paper: bool) -> list[str]:
+    """`only`, or the derived CPU-scale experiments and, with `paper`, `make bench`'s."""
+    if only is not None:
+        return only
+    return experiments() + (list(EXPERIMENTS) if paper else [])
+
+
 def is_meta(name: str) -> bool:
     return METHODS.base_of(configs.get(name).method) is not None
 
 
 def runs(names: list[str], estimators: list[str], settings: list[str]) -> list[tuple[str, str]]:
-    """(experiment, override string) for every row: the default run (a base method), each
-    estimator (a meta method), then each setting."""
+    """(experiment, overrides) for every row: each estimator (a meta method) or the default run
+    (a base method), alone and with each setting."""
     rows = []
     for name in names:
-        if is_meta(name):
-            rows += [(name, f"estimator={e}") for e in estimators]
-        else:
-            rows.append((name, ""))
-        rows += [(name, s) for s in settings]
+        variants = [f"estimator={e}" for e in estimators] if is_meta(name) else [""]
+        for v in variants:
+            rows += [(name, v)] + [(name, f"{v} {s}".strip()) for s in settings]
     return rows
+
+
+def origin(err: BaseException) -> str:
+    """file:line of the innermost frame of the toolkit (not of an installed package) that
+    `err` passed through; of the innermost frame when none."""
+    frames = traceback.extract_tb(err.__traceback__)
+    ours = [f for f in frames if "site-packages" not in f.filename] or frames
+    return f"{Path(ours[-1].filename).name}:{ours[-1].lineno}"
 
 
 def one(name: str, override: str, device: str, steps: int, root: Path) -> dict:
     cfg = configs.get(name)
     row = {"experiment": name, "method": cfg.method, "setting": override or "-", "device": device}
     items = [f"device={device}", f"steps={steps}", f"eval_every={steps}", "tensorboard=false"]
-    items += [override] if override else []
+    items += override.split()
     try:
         run_cfg = apply_overrides(smoke(cfg), items)
-        summary = train(run_cfg, 0, "smoke", root=root, progress=False, run_id=f"{name}-{override}")
+        run_id = f"{name}-{override}".replace(" ", "-")
+        summary = train(run_cfg, 0, "smoke", root=root, progress=False, run_id=run_id)
     except ConfigError as err:
         return row | {"status": "refused", "ms_per_step": float("nan"), "message": str(err)}
     except Exception as err:  # a smoke check reports every failure, with its origin, and goes on
-        where = traceback.extract_tb(err.__traceback__)[-1]
-        message = f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"
+        first = str(err).splitlines()[0] if str(err) else ""
+        message = f"{type(err).__name__}: {first} ({origin(err)})"
         return row | {"status": "FAILED", "ms_per_step": float("nan"), "message": message}
     ran = ",".join(summary.get("estimators_run", []))
     message = f"ran {ran}" if ran else ""
@@ -95,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="experiments (default: derived)")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--paper", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    names = args.only if args.only is not None else experiments()
-    for name in names:
-        configs.get(name)  # an unknown name stops here, before any run
+    paper = args.device.startswith("cuda") if args.paper is None else args.paper
+    names = selected(args.only, paper)
+    needs_data = tuple(n for n in names if configs.get(n).dataset not in DATASETS)
+    try:  # also: an unknown name stops here, before any run
+        ensure_data(needs_data)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     estimators = [e for e in args.estimators.split(",") if e]
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown:

@@ -10,9 +10,10 @@ operations connect the two kinds, each the other's derivative (Megatron-LM's f a
 
 With every use of a replicated tensor inside the per-rank losses wrapped in `use`, the cotangent
 of a replicated tensor is its full derivative on every rank, so every derivative of every order
-(reverse mode, `torch.func.jvp`, forward-over-reverse, second-order unrolls) is that of the
-global loss: ∇_θ L (the virtual step's gradient), v = ∇_θ G(θ₁) and Hessian-vector products are
-all-reduced where the chain rule needs them, and nowhere else. Derivatives in per-sample
+(reverse mode, forward mode by `torch.func.jvp` or dual tensors, forward-over-reverse,
+second-order unrolls) is that of the global loss: ∇_θ L (the virtual step's gradient),
+v = ∇_θ G(θ₁) and Hessian-vector products are all-reduced where the chain rule needs them, and
+nowhere else. Derivatives in per-sample
 hyperparameters (pseudo labels, sample weights, imputed targets) stay with the rank that holds
 those samples, exact without communication; derivatives in replicated ones come out summed.
 `Evaluator` wraps the parameters and the problem's `replicated` hyperparameters; a one-process

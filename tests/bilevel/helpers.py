@@ -34,6 +34,20 @@ def cnn_bn(seed: int = 0) -> nn.Module:
     ).to(DT)
 
 
+def cnn_bn_conv(seed: int = 0) -> nn.Module:
+    """A convolution after BatchNorm (as in CNN-13 and WRN-28-2), which exercises how forward
+    mode carries a BatchNorm output's tangent into the next layer."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3),
+        nn.BatchNorm2d(3),
+        nn.Softplus(),
+        nn.Conv2d(3, 3, 3),
+        nn.Flatten(),
+        nn.Linear(12, N_CLASSES),
+    ).to(DT)
+
+
 def linear(seed: int = 0, out: int = N_CLASSES) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(36, out)).to(DT)
