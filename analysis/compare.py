@@ -129,7 +129,7 @@ def _forward_floor(problem, hp):
         with Evaluator(problem) as ev:
             w = ev.step_direction(ev.outer_grad(ev.first_step(hp)), hp)
             const = {k: v.detach() for k, v in hp.items()}
-            return directional(lambda p: ev.coupled(p, const), problem.params(), w)
+            return directional(lambda p: ev.coupled(p, const), problem.params(), w, problem.model)
 
     return step
 

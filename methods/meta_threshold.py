@@ -80,6 +80,7 @@ class MetaThreshold(MetaMethod, FixMatch):
 
     def meta_step(self, batch: Batch, probs: Tensor) -> dict[str, float]:
         """One Adam step of the TGN on the hypergradient of the labeled loss (Θ only)."""
+        probs = probs.to(next(self.tgn.parameters()).dtype)  # amp: bfloat16; `fd` leaves autocast
         conf, labels = probs.max(1)
         shard = self.meta_shard
         feats = tgn_inputs(probs, shard)

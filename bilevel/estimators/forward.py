@@ -11,33 +11,60 @@ graph through a backward pass is built, so the cost is about two plain steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.autograd.forward_ad as fwAD
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..functional import Evaluator, grad_dict
 from ..problem import BilevelProblem
 from ..sgd import Params
 
 
-def directional(fn: Callable[[Params], Tensor], theta: Params, w: Params) -> Tensor:
+def directional(
+    fn: Callable[[Params], Tensor], theta: Params, w: Params, model: nn.Module | None = None
+) -> Tensor:
     """⟨∇_θ fn(θ), w⟩ at `theta` (fn scalar), by forward mode: one evaluation of fn on dual
     tensors θ + εw. The result is differentiable in reverse mode with respect to the tensors fn
-    closes over (λ). Autograd's dual tensors, not `torch.func.jvp`: under bfloat16 autocast,
-    torch.func.jvp's BatchNorm rule hands the next convolution a float32 tangent, which it
-    refuses (torch 2.14; `tests/bilevel/test_amp.py`, a convolution after BatchNorm)."""
-    with fwAD.dual_level():
+    closes over (λ).
+
+    Under bfloat16 autocast, forward mode through BatchNorm needs care (torch 2.14): its rule
+    gives a float32 tangent for a bfloat16 input (in eval mode, or without a tangent on its
+    weight), which the next convolution refuses; `torch.func.jvp`'s rule does so always. So
+    autograd's dual tensors are used, and inside autocast the BatchNorm layers of `model` take
+    their input in float32 during this evaluation (`tests/bilevel/test_amp.py`)."""
+    with fwAD.dual_level(), _norms_in_float32(model):
         out = fn({k: fwAD.make_dual(v, w[k]) for k, v in theta.items()})
         tangent = fwAD.unpack_dual(out).tangent
     return torch.zeros_like(out) if tangent is None else tangent
+
+
+@contextmanager
+def _norms_in_float32(model: nn.Module | None) -> Iterator[None]:
+    """Inside autocast: float inputs of `model`'s BatchNorm layers cast to float32."""
+    params = [] if model is None else list(model.parameters())
+    if not params or not torch.is_autocast_enabled(params[0].device.type):
+        yield
+        return
+
+    def to_float32(module: nn.Module, args: tuple) -> tuple:
+        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    handles = [m.register_forward_pre_hook(to_float32) for m in norms]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def forward(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
     with Evaluator(problem) as ev:
         theta0 = problem.params()
         w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)), hparams)
-        along = directional(lambda p: ev.coupled(p, hparams), theta0, w)
+        along = directional(lambda p: ev.coupled(p, hparams), theta0, w, problem.model)
         grads = grad_dict(along, hparams)
     return {k: -problem.lr * g for k, g in grads.items()}

@@ -13,7 +13,12 @@ from bilevel.examples import BUILDERS
 from .helpers import MODELS, batch, cnn_bn_conv, cosine, flat
 
 ESTIMATORS = ["func", "higher", "forward", "fd", "implicit", "analytic"]
-AMP_MODELS = {**MODELS, "cnn_bn_conv": cnn_bn_conv}
+# a convolution after BatchNorm in train and in eval mode (Meta-Gradient's eval-mode meta step)
+AMP_MODELS = {
+    **MODELS,
+    "cnn_bn_conv": cnn_bn_conv,
+    "cnn_bn_conv_eval": lambda: cnn_bn_conv().eval(),
+}
 
 
 def _batch32():
