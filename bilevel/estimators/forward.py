@@ -43,14 +43,15 @@ def directional(
 
 @contextmanager
 def _norms_in_float32(model: nn.Module | None) -> Iterator[None]:
-    """Inside autocast: float inputs of `model`'s BatchNorm layers cast to float32."""
+    """Inside autocast: half-precision inputs of `model`'s BatchNorm layers cast to float32."""
     params = [] if model is None else list(model.parameters())
     if not params or not torch.is_autocast_enabled(params[0].device.type):
         yield
         return
 
     def to_float32(module: nn.Module, args: tuple) -> tuple:
-        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+        half = (torch.bfloat16, torch.float16)
+        return tuple(a.float() if torch.is_tensor(a) and a.dtype in half else a for a in args)
 
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     handles = [m.register_forward_pre_hook(to_float32) for m in norms]
