@@ -36,10 +36,15 @@ from .problem import BilevelProblem, ModelFn
 from .sgd import Params
 
 
+def norm_layers(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of `model` (1d, 2d, 3d, sync)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextmanager
 def frozen_norm_stats(model: nn.Module):
     """Switch off running-statistics updates of every BatchNorm layer; restore on exit."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = norm_layers(model)
     saved = [m.track_running_stats for m in layers]
     try:
         for m in layers:

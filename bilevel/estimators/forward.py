@@ -18,7 +18,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
-from ..functional import Evaluator, grad_dict
+from ..functional import Evaluator, grad_dict, norm_layers
 from ..problem import BilevelProblem
 from ..sgd import Params
 
@@ -44,8 +44,8 @@ def directional(
 @contextmanager
 def _norms_in_float32(model: nn.Module | None) -> Iterator[None]:
     """Inside autocast: half-precision inputs of `model`'s BatchNorm layers cast to float32."""
-    params = [] if model is None else list(model.parameters())
-    if not params or not torch.is_autocast_enabled(params[0].device.type):
+    first = None if model is None else next(model.parameters(), None)
+    if first is None or not torch.is_autocast_enabled(first.device.type):
         yield
         return
 
@@ -53,8 +53,7 @@ def _norms_in_float32(model: nn.Module | None) -> Iterator[None]:
         half = (torch.bfloat16, torch.float16)
         return tuple(a.float() if torch.is_tensor(a) and a.dtype in half else a for a in args)
 
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    handles = [m.register_forward_pre_hook(to_float32) for m in norms]
+    handles = [m.register_forward_pre_hook(to_float32) for m in norm_layers(model)]
     try:
         yield
     finally:
