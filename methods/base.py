@@ -133,7 +133,10 @@ RULES: dict[str, tuple[Any, str]] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "variant": ("v1", "v2"),
-    "protocol": ("toolkit", "authors"),
+    # whose iteration a meta method runs (its Config may narrow this with a `choices` ClassVar):
+    # the toolkit's (the real optimizer's virtual step), the authors' public code's, or, where no
+    # code is public, the paper's algorithm
+    "protocol": ("toolkit", "authors", "paper"),
     "objective": ("alg1", "mixup"),
     "weighting": ("mixed", "raw"),
 }
@@ -141,14 +144,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 def check_config(cfg: Any) -> list[tuple[str, str]]:
     """(field, what it must be) for each hyperparameter of `cfg` that is out of range: floats
-    finite, the ranges of `RULES` and the choices of `CHOICES`."""
+    finite, the ranges of `RULES` and the choices of `CHOICES` (or of the dataclass's own
+    `choices` ClassVar, which takes precedence)."""
     bad = []
+    choices = {**CHOICES, **getattr(type(cfg), "choices", {})}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if isinstance(v, float) and not math.isfinite(v):
             bad.append((f.name, f"must be finite, got {v}"))
-        elif f.name in CHOICES and v not in CHOICES[f.name]:
-            bad.append((f.name, f"must be one of {', '.join(CHOICES[f.name])}, got {v!r}"))
+        elif f.name in choices and v not in choices[f.name]:
+            bad.append((f.name, f"must be one of {', '.join(choices[f.name])}, got {v!r}"))
         elif f.name in RULES and isinstance(v, int | float) and not RULES[f.name][0](v):
             bad.append((f.name, f"must be {RULES[f.name][1]}, got {v}"))
     return bad

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -49,6 +50,7 @@ from .task import one_hot
 class ImputeFields:
     variant: str = "v1"  # v1 | v2
     protocol: str = "toolkit"  # toolkit | authors
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("toolkit", "authors")}
     meta_lr: float = 1.0  # η_z (V1) / scale of the ψ-gradient (V2)
     inner_lr_scale: float = 1.0  # virtual step lr = lr × this
     post_decay: float = 0.0  # authors: θ ← θ(1 − post_decay·lr) after the iteration

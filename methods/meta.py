@@ -1,5 +1,5 @@
 """What the meta-learning methods share: the virtual step (the real optimizer's, or plain SGD as in
-the authors' code), the call to `bilevel.hypergradient` with the configured estimator, the meta
+the papers' algorithms and the authors' code), the call to `bilevel.hypergradient` with the configured estimator, the meta
 step of a hyperparameter network, and small target utilities."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from .base import Method, add_grads
 class MetaMethod(Method):
     """A method whose step needs a hypergradient. The virtual step is the real optimizer's
     (`BilevelProblem.from_optimizer`: its current lr, momentum, nesterov, weight decay and
-    momentum buffers), or under `protocol=authors` one plain SGD step θ − α∇L (no momentum, no
-    weight decay), as the Meta-Gradient and Learning-to-Impute authors' code takes it; the
-    learning rate is scaled by `lr_scale` where a paper says so.
+    momentum buffers) under `protocol=toolkit`, or one plain SGD step θ − α∇L (no momentum, no
+    weight decay) under `protocol=authors` (the Meta-Gradient and Learning-to-Impute authors'
+    code) and `protocol=paper` (the algorithms of Meta-Semi and Meta-T, which have no public
+    code); the learning rate is scaled by `lr_scale` where a paper says so.
 
     Data parallel, the problem carries `meta_shard`: the global batch (the hypergradient of
     one process on it), or under `rank_local` this rank's own (each rank its own meta step, as
@@ -39,11 +40,8 @@ class MetaMethod(Method):
             try:
                 kind = optimizer_kind(optimizer)
             except TypeError:
-                hint = (
-                    " (method.protocol=authors takes a plain SGD step)"
-                    if self.has_protocol()
-                    else ""
-                )
+                plain = [p for p in self.protocols() if p != "toolkit"]
+                hint = f" (method.protocol={plain[0]} takes a plain SGD step)" if plain else ""
                 raise ValueError(
                     f"{self.name}'s virtual step is the real optimizer's, which must be SGD, Adam "
                     f"or AdamW; got {type(optimizer).__name__}{hint}"
@@ -61,12 +59,14 @@ class MetaMethod(Method):
         `rank_local` each rank's value is its own: its share is value / ranks)."""
         return self.share(value) if self.rank_local() else value
 
-    def has_protocol(self) -> bool:
-        return hasattr(self.cfg, "protocol")
+    def protocols(self) -> tuple[str, ...]:
+        """The protocols this method offers (none: the toolkit's alone)."""
+        return getattr(type(self.cfg), "choices", {}).get("protocol", ())
 
     def plain_virtual_step(self) -> bool:
-        """The authors' protocol takes one plain SGD step; the toolkit's, the real optimizer's."""
-        return getattr(self.cfg, "protocol", "toolkit") == "authors"
+        """The authors' and the papers' protocols take one plain SGD step; the toolkit's, the
+        real optimizer's."""
+        return getattr(self.cfg, "protocol", "toolkit") != "toolkit"
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])

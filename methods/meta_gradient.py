@@ -24,6 +24,7 @@ The training step is the base's (`pl_mixup`) with ŷ in place of ỹ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -38,6 +39,7 @@ from .pl_mixup import PLMixup, PLMixupConfig
 class MetaGradientConfig(PLMixupConfig):
     meta_scale: float = 1.0  # β = meta_scale · B_u
     protocol: str = "authors"  # virtual step: "authors" (plain SGD) or "toolkit" (real optimizer)
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("authors", "toolkit")}
 
 
 class MetaGradient(MetaMethod, PLMixup):

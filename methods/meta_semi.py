@@ -4,6 +4,11 @@ is ≤ 0 (App. B, Eq. 35-38; Alg. 1 lines 6-12).
     θ₁(w) = θ − α ∇_θ Σ_j w_j H(ỹ_j, f(ũ_j; θ))              virtual step at w = 0 (θ₁ = θ)
     g_j = ∂ G(X̃, θ₁)/∂w_j |_{w=0} = −α ⟨∇_θ G(X̃, θ), ∇_θ H_j(θ)⟩   Eq. (10), (38)
     w_j = 1 if g_j ≤ 0 else 0                                  Eq. (9)
+This is `protocol="paper"` (the default): the virtual step of Alg. 1 is one plain SGD step at the
+current learning rate α. `protocol="toolkit"` differentiates through the real optimizer's step
+instead (momentum buffer, Nesterov, weight decay): then θ₁ = θ − α(μ·buf + λθ) ≠ θ at w = 0,
+G and its gradient are taken there, and the per-sample gradients are scaled by (1 + μ) under
+Nesterov, which flips the sign of samples with g_j near 0.
 A g_j that is zero up to rounding (|g_j| ≤ 100·eps·max|g|) counts as 0 and is kept: such exact
 ties occur (a sample mixed with itself while the teacher equals the student, e.g. the first two
 steps), and rounding would otherwise decide them differently on each device or split.
@@ -18,6 +23,7 @@ labeled batch, rejected samples dropped before the mixup of Eq. 13, and CE(X̃) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -31,6 +37,9 @@ from .task import one_hot, soft_cross_entropy
 @dataclass
 class MetaSemiConfig(EmaMixupConfig):
     weighting: str = "mixed"  # "mixed" (App. B) or "raw" (weights on raw U, CE(X̃) added)
+    # virtual step: "paper" (Alg. 1, Eq. 10: plain SGD θ − α∇L) or "toolkit" (real optimizer)
+    protocol: str = "paper"
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("paper", "toolkit")}
 
 
 def rounding(grad: Tensor) -> Tensor:

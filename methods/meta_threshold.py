@@ -9,6 +9,8 @@ It overrides one hook of its base, FixMatch's `mask`. Our copy of the paper lack
 (Eq. 7-10, Alg. 1); the update follows the three-phase pattern its appendix Eq. 15-17 use
 (docs/authors_code.md, "Meta-T"):
   1. virtual step ŵ(Θ) = w − α ∇_w (1/nμ) Σ_m S(max p_m − τ_m(Θ)) CE(f(A_s(u_m)), ŷ_m)   (Eq. 15)
+     (`protocol="paper"`, the default: one plain SGD step at the current lr α; "toolkit":
+     through the real optimizer's step, which under Nesterov scales dG/dΘ by about 1 + μ)
   2. meta step Θ ← Adam(Θ, ∇_Θ (1/n) Σ_i CE(f(x_i; ŵ(Θ)), y_i)), lr 1e-3, on the labeled batch
   3. actual step: FixMatch's loss with the mask 1[max p_m ≥ τ_m(Θ_new)]
 The actual step uses the hard indicator; the surrogate is used only where a derivative is
@@ -21,7 +23,7 @@ state (analysis.thresholds).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,9 @@ class MetaThresholdConfig(FixMatchConfig):
     hidden: int = 100
     meta_lr: float = 1e-3  # Adam on the TGN
     k: int = 1  # Green Meta-T: meta step every k iterations (k = 1: Meta-T)
+    # virtual step: "paper" (Eq. 15-17: plain SGD w − α∇L_train) or "toolkit" (real optimizer)
+    protocol: str = "paper"
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("paper", "toolkit")}
 
 
 def class_average_confidence(probs: Tensor, shard: Shard = LOCAL) -> Tensor:
