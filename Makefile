@@ -12,7 +12,7 @@ PARALLEL ?= 2
 WAIT     ?= 1
 JOBS = $(if $(EXECUTOR),--executor $(EXECUTOR) --parallel $(PARALLEL))
 
-.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench smoke figures reproduce clean
+.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench smoke figures reproduce ledger clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,9 @@ figures: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(JOBS)
+
+ledger: $(STAMP)
+	$(PY) -m experiments.ledger
 
 compare: $(STAMP)
 	$(PY) -m analysis.compare

@@ -112,6 +112,8 @@ class Timer:
 
     def __init__(self, cfg: Config, steps: int) -> None:
         self.run = build(cfg, seed=0)
+        for _ in range(self.START):  # the learning rate of step START (a warm-up may start at 0)
+            self.run.scheduler.step()
         workers = cfg.workers if cfg.workers >= 0 else default_workers(self.run.device)
         self.stream = batches(self.run.batches, self.START, self.START + steps, workers)
         self.i, self.times, self.waits, self.totals = 0, [], 0.0, 0.0

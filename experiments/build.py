@@ -37,10 +37,12 @@ class Run:
 
 
 def lr_factor(cfg: Config, step: int) -> float:
-    """Linear warm-up, then constant, step (×gamma at each milestone), FixMatch's cosine
-    cos(7πt/16T), or cosine annealing ½(1 + cos(π(t − w)/(T − w))) to 0 after the warm-up w."""
+    """Linear warm-up (t + o)/w over the first w steps, o = `warmup_offset` (1: the first step
+    at lr/w; 0: at lr 0, as the Meta-Gradient authors' CIFAR scripts), then constant, step
+    (×gamma from each milestone on), FixMatch's cosine cos(7πt/16T), or cosine annealing
+    ½(1 + cos(π(t − w)/(T − w))) to 0 after the warm-up w."""
     warm = int(cfg.warmup * cfg.steps)
-    scale = (step + 1) / warm if warm and step < warm else 1.0
+    scale = (step + cfg.warmup_offset) / warm if warm and step < warm else 1.0
     if cfg.schedule == "step":
         scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
     elif cfg.schedule == "cosine":

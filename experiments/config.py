@@ -61,6 +61,7 @@ class Config:
     milestones: tuple[float, ...] = ()  # step schedule, as fractions of `steps`
     gamma: float = 0.1
     warmup: float = 0.0  # linear warm-up, fraction of `steps`
+    warmup_offset: int = 1  # warm-up factor (t + offset)/w: 1 from lr/w, 0 from lr 0
     ema_decay: float = 0.0  # 0: no EMA; else teacher decay min(1 − 1/(t+1), ema_decay)
     # data parallel: each rank's own meta step on its slice (the Meta-Gradient authors' ImageNet
     # code) instead of the global batch's hypergradient
@@ -276,6 +277,7 @@ def validate(cfg: Config) -> None:
             "milestones are fractions in (0, 1)",
         ),
         (0 <= cfg.warmup < 1, "warmup", "warmup is a fraction in [0, 1)"),
+        (cfg.warmup_offset in (0, 1), "warmup_offset", "warmup_offset is 0 or 1"),
         (0 <= cfg.ema_decay < 1, "ema_decay", "ema_decay must be in [0, 1)"),
         (cfg.holdout in ("labeled", "separate"), "holdout", "holdout must be labeled or separate"),
         (cfg.eval_every > 0, "eval_every", "eval_every must be > 0"),

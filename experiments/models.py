@@ -16,28 +16,42 @@ import torchvision
 from torch import Tensor, nn
 
 
-def _conv_bn(c_in: int, c_out: int, k: int, padding: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, k, padding=padding), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1)]
-
-
-def cnn13(num_classes: int = 10, in_channels: int = 3, width: int = 128, dropout: float = 0.5):
+def cnn13(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: int = 128,
+    dropout: float = 0.5,
+    bias: bool = False,
+    channel_dropout: bool = True,
+):
     """ConvLarge: 3×(3×3, w) → maxpool → drop → 3×(3×3, 2w) → maxpool → drop →
-    3×3 4w (valid) → 1×1 2w → 1×1 w → global average pool → linear. `width` w = 128 in the paper."""
+    3×3 4w (valid) → 1×1 2w → 1×1 w → global average pool → linear. `width` w = 128 in the paper.
+    Every convolution is followed by BatchNorm and LeakyReLU(0.1). The defaults are the
+    Meta-Gradient authors' `model.py`: convolutions without bias (BatchNorm's shift takes its
+    place) and `Dropout2d` (whole channels) after both max-pools; `bias=true` and
+    `channel_dropout=false` give the biased convolutions and elementwise dropout of other
+    ConvLarge implementations."""
     w = width
+    drop = nn.Dropout2d if channel_dropout else nn.Dropout
+
+    def conv_bn(c_in: int, c_out: int, k: int, padding: int) -> list[nn.Module]:
+        conv = nn.Conv2d(c_in, c_out, k, padding=padding, bias=bias)
+        return [conv, nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1)]
+
     layers = [
-        *_conv_bn(in_channels, w, 3, 1),
-        *_conv_bn(w, w, 3, 1),
-        *_conv_bn(w, w, 3, 1),
+        *conv_bn(in_channels, w, 3, 1),
+        *conv_bn(w, w, 3, 1),
+        *conv_bn(w, w, 3, 1),
         nn.MaxPool2d(2),
-        nn.Dropout(dropout),
-        *_conv_bn(w, 2 * w, 3, 1),
-        *_conv_bn(2 * w, 2 * w, 3, 1),
-        *_conv_bn(2 * w, 2 * w, 3, 1),
+        drop(dropout),
+        *conv_bn(w, 2 * w, 3, 1),
+        *conv_bn(2 * w, 2 * w, 3, 1),
+        *conv_bn(2 * w, 2 * w, 3, 1),
         nn.MaxPool2d(2),
-        nn.Dropout(dropout),
-        *_conv_bn(2 * w, 4 * w, 3, 0),
-        *_conv_bn(4 * w, 2 * w, 1, 0),
-        *_conv_bn(2 * w, w, 1, 0),
+        drop(dropout),
+        *conv_bn(2 * w, 4 * w, 3, 0),
+        *conv_bn(4 * w, 2 * w, 1, 0),
+        *conv_bn(2 * w, w, 1, 0),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(w, num_classes),
@@ -169,7 +183,10 @@ ARG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
         lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1,
         "a probability in [0, 1)",
     ),
-    "batchnorm": (lambda v: isinstance(v, bool), "true or false"),
+    **{
+        k: (lambda v: isinstance(v, bool), "true or false")
+        for k in ("batchnorm", "bias", "channel_dropout")
+    },
 }
 
 

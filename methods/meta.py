@@ -1,6 +1,6 @@
 """What the meta-learning methods share: the virtual step (the real optimizer's, or plain SGD as in
-the papers' algorithms and the authors' code), the call to `bilevel.hypergradient` with the configured estimator, the meta
-step of a hyperparameter network, and small target utilities."""
+the papers' algorithms and the authors' code), the call to `bilevel.hypergradient` with the
+configured estimator, the meta step of a hyperparameter network, and small target utilities."""
 
 from __future__ import annotations
 
@@ -80,7 +80,10 @@ class MetaMethod(Method):
         replicated: tuple[str, ...] = (),
         first_inner_grad: dict[str, Tensor] | None = None,
     ) -> BilevelProblem:
-        lr = self.current_lr() * lr_scale
+        # lr 0 (a warm-up that starts from 0): the virtual step is the identity and every
+        # hypergradient is 0, which `hypergradient` returns without evaluating; the problem is
+        # built at lr 1 only to be well formed
+        lr = self.current_lr() * lr_scale or 1.0
         kw = dict(coupled_loss=coupled, shard=self.meta_shard, replicated=replicated)
         kw["first_inner_grad"] = first_inner_grad
         model = self.eager_model()  # the estimators evaluate the uncompiled module
@@ -112,6 +115,8 @@ class MetaMethod(Method):
     ) -> dict[str, Tensor]:
         """The configured estimator's hypergradient. Its finiteness is recorded on the device
         (`non_finite` reads it), not checked with a host synchronisation per meta step."""
+        if self.current_lr() == 0:
+            return {k: torch.zeros_like(v) for k, v in hparams.items()}
         picked = choose(problem, hparams) if self.estimator == "auto" else self.estimator
         self.estimators_run.add(picked)
         grads = hypergradient(  # `auto` runs its pick (choosing once); it has no options

@@ -12,7 +12,7 @@ It overrides one hook of its base, FixMatch's `mask`. Our copy of the paper lack
      (`protocol="paper"`, the default: one plain SGD step at the current lr α; "toolkit":
      through the real optimizer's step, which under Nesterov scales dG/dΘ by about 1 + μ)
   2. meta step Θ ← Adam(Θ, ∇_Θ (1/n) Σ_i CE(f(x_i; ŵ(Θ)), y_i)), lr 1e-3, on the labeled batch
-  3. actual step: FixMatch's loss with the mask 1[max p_m ≥ τ_m(Θ_new)]
+  3. actual step: FixMatch's loss with the mask 1[max p_m > τ_m(Θ_new)] (Eq. 3's strict inequality)
 The actual step uses the hard indicator; the surrogate is used only where a derivative is
 needed. Green Meta-T (Alg. 2) runs the meta step every `k` iterations (cost (k+2)/k of
 FixMatch). Logs thresholds (mean, std, 10/50/90% quantiles), mask rate and the correct/wrong
@@ -101,7 +101,7 @@ class MetaThreshold(MetaMethod, FixMatch):
         return {"meta_grad_norm": self.network_step(self.tgn, self.tgn_opt, inner, outer)}
 
     def mask(self, batch: Batch, probs: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The meta step (every k-th iteration), then 1[max p_m ≥ τ_m(Θ)]."""
+        """The meta step (every k-th iteration), then 1[max p_m > τ_m(Θ)] (Eq. 3)."""
         share = 1.0 / self.shard.world  # logs: this rank's share of the global value
         logs: dict[str, float] = {"meta": 0.0}
         if batch.step % self.cfg.k == 0:
@@ -115,7 +115,7 @@ class MetaThreshold(MetaMethod, FixMatch):
             "tau_std": self.share(every.std()).detach() if len(every) > 1 else 0.0,
             **{f"tau_q{p}": self.share(v).detach() for p, v in zip((10, 50, 90), q, strict=True)},
         }
-        return (probs.max(1).values >= tau).to(probs.dtype), logs
+        return (probs.max(1).values > tau).to(probs.dtype), logs
 
     @torch.no_grad()
     def per_sample(self, x: Tensor, chunk: int = 500) -> dict[str, Tensor]:

@@ -34,6 +34,7 @@ _NOT_COMPARED = (
     "holdout",
     "holdout_batch",
     "snapshots",
+    "eval_ema",  # which model is reported, not what is trained
     "eval_every",
     "eval_limit",
     "device",

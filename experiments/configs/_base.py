@@ -43,7 +43,9 @@ SYNTHFACES = Config(
     ema_decay=0.99,
     eval_every=500,
 )
-# AFLW, Learning-to-Impute authors' settings: 150 epochs × 150 iterations, batch 128, 1% labels
+# AFLW, Learning-to-Impute authors' settings (WeiHongLee/Learning-to-impute a2e54f5,
+# docs/paper_settings.md): 150 epochs × 150 iterations, batch 128, 1% labels, lr × 0.1 from step
+# 14,850 (epoch 99), evaluation every epoch
 AFLW = Config(
     name="",
     dataset="aflw",
@@ -54,14 +56,16 @@ AFLW = Config(
     momentum=0.9,
     weight_decay=5e-4,
     schedule="step",
-    milestones=(0.8,),
+    milestones=(14850 / 22500,),
     label_fraction=0.01,
     batch_size=128,
     unlabeled_batch=128,
     ema_decay=0.999,
-    eval_every=1500,
+    eval_every=150,
 )
-# CIFAR-10 with CNN-13, 4000 labels (Meta-Gradient / Learning-to-Impute protocol)
+# CIFAR-10 with CNN-13, 4000 labels, the Meta-Gradient authors' settings (Sakura03/SemiMeta
+# train_meta.py): warm-up lr·t/4000 (lr 0 at step 0), lr × 0.1 after steps 300,000 and 350,000
+# (`step > m`: from step m + 1 on)
 CIFAR10 = Config(
     name="",
     dataset="cifar10",
@@ -72,16 +76,39 @@ CIFAR10 = Config(
     momentum=0.9,
     weight_decay=1e-4,
     schedule="step",
-    milestones=(0.75, 0.875),
+    milestones=(300_001 / 400_000, 350_001 / 400_000),
     warmup=0.01,
+    warmup_offset=0,
     num_labels=4000,
     val_size=5000,
     batch_size=128,
     unlabeled_batch=128,
-    eval_every=10_000,
+    eval_every=400,  # the authors' --test-freq
 )
 SVHN = replace(CIFAR10, dataset="svhn", num_labels=1000, weight_decay=5e-5)
 CIFAR100 = replace(CIFAR10, dataset="cifar100", num_labels=10000)
+# Meta-Semi's CNN-13 settings (its App. D): no dropout, SGD with Nesterov momentum 0.9, L2 1e-4,
+# lr 0.1 annealed to 0 by a cosine, 600 epochs of the unlabeled set, 25 labeled + 75 unlabeled
+# images a step, EMA teacher 0.999; 5000 images held out for validation
+META_SEMI_CIFAR10 = replace(
+    CIFAR10,
+    model_kw={"dropout": 0.0},
+    nesterov=True,
+    schedule="cosine_annealing",
+    milestones=(),
+    warmup=0.0,
+    warmup_offset=1,
+    batch_size=25,
+    unlabeled_batch=75,
+    steps=600 * (50_000 - 5_000 - 4_000) // 75,  # 328,000
+    ema_decay=0.999,
+)
+META_SEMI_CIFAR100 = replace(
+    META_SEMI_CIFAR10,
+    dataset="cifar100",
+    num_labels=10_000,
+    steps=600 * (50_000 - 5_000 - 10_000) // 75,  # 280,000
+)
 # Meta-Gradient SSL: the paper's first-order approximation is the default estimator
 METAGRAD = {"estimator": "fd", "estimator_options": {"fd": {"lookahead": False, "r": 0.01}}}
 # CIFAR-10 with WRN-28-2, 250 labels (FixMatch / MixMatch protocol)
@@ -114,6 +141,25 @@ CIFAR100_WRN = replace(
     weight_decay=1e-3,
 )
 
+# Meta-T's settings (its Table 6): 32 labeled (and meta) + 192 unlabeled images a step, 300
+# epochs of 1024 iterations, lr 0.03 × 0.1 at epochs 100 and 200, momentum 0.9, weight decay
+# 5e-4 (1e-3 on CIFAR-100); the rest (Nesterov, EMA 0.999 evaluated) FixMatch's
+META_T_CIFAR10 = replace(
+    CIFAR10_WRN,
+    batch_size=32,
+    unlabeled_batch=192,
+    steps=300 * 1024,
+    schedule="step",
+    milestones=(1 / 3, 2 / 3),
+)
+META_T_CIFAR100 = replace(
+    META_T_CIFAR10,
+    dataset="cifar100",
+    model_kw={"widen": 8},
+    num_labels=2500,
+    weight_decay=1e-3,
+)
+
 # CIFAR-10 as the Learning-to-Impute authors' classification scripts: WRN-28-2, 250 labels,
 # Adam 0.002 (constant), batch 64, 1024 epochs × 1024 iterations, EMA 0.999 evaluated
 CIFAR10_L2I = replace(
@@ -126,6 +172,7 @@ CIFAR10_L2I = replace(
     schedule="constant",
     batch_size=64,
     unlabeled_batch=64,
+    eval_every=1024,  # every epoch
 )
 
 

@@ -1,6 +1,6 @@
-"""Meta-Semi with every weight 1 on cifar10, CNN-13, EMA teacher 0.999 (the base of
+"""Meta-Semi with every weight 1 on cifar10, Meta-Semi's settings (the base of
 metasemi_cifar10)."""
 
-from ._base import CIFAR10, experiment
+from ._base import META_SEMI_CIFAR10, experiment
 
-CONFIG = experiment(__name__, CIFAR10, "ema_mixup", ema_decay=0.999, method_kw={"beta": 1.0})
+CONFIG = experiment(__name__, META_SEMI_CIFAR10, "ema_mixup", method_kw={"beta": 1.0})

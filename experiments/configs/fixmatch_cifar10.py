@@ -1,4 +1,5 @@
-"""FixMatch, WRN-28-2, CIFAR-10 with 250 labels (the base of Meta-Threshold)."""
+"""FixMatch, WRN-28-2, CIFAR-10 with 250 labels, FixMatch's own protocol (Meta-T's base run
+with its settings is fixmatch_metat_cifar10)."""
 
 from ._base import CIFAR10_WRN, experiment
 

@@ -11,7 +11,7 @@ CONFIG = experiment(
     method_kw={
         "variant": "v1",
         "protocol": "authors",
-        "weight": 1.0,
+        "weight": 75.0,
         "inner_lr_scale": 1.0,
         "meta_lr": 1.0,
     },

@@ -11,7 +11,7 @@ CONFIG = experiment(
     method_kw={
         "variant": "v2",
         "protocol": "authors",
-        "weight": 1.0,
+        "weight": 75.0,
         "inner_lr_scale": 10.0,
         "meta_lr": 1.0,
     },

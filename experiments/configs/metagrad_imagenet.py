@@ -7,8 +7,10 @@ finite-difference meta step with ε = 0.01/‖v‖ in eval mode.
 
     make exp NAME=metagrad_imagenet NPROC=8          # or torchrun --nproc_per_node=8 …
 
-The toolkit's default meta step is the global batch's; ARGS="rank_local=true" is the authors'
-rank-local one. 10,000 training images are held out for validation (the authors have none)."""
+The meta step is the authors' rank-local one (`rank_local=true`: each rank's own slice);
+ARGS="rank_local=false" takes the global batch's hypergradient instead. 10,000 training images
+are held out for validation (the authors have none). BatchNorm statistics are per rank (the
+authors' current script converts the model to SyncBatchNorm; docs/paper_settings.md)."""
 
 from dataclasses import replace
 
@@ -35,6 +37,7 @@ IMAGENET = replace(
     schedule="cosine_annealing",
     milestones=(),
     warmup=5 / 600,
+    warmup_offset=1,  # utils.py's warm-up (t + 1)/W, unlike the CIFAR script's t/W
     eval_every=EPOCH,
     image_size=224,
 )
@@ -44,5 +47,6 @@ CONFIG = experiment(
     IMAGENET,
     "meta_gradient",
     **METAGRAD,
+    rank_local=True,
     method_kw={"objective": "mixup", "gamma": 1.0, "weight": 1.0, "ramp": 0.0},
 )

@@ -1,5 +1,6 @@
-"""Meta-Threshold on CIFAR-100, 2500 labels, WRN-28-8, FixMatch settings."""
+"""Meta-Threshold on CIFAR-100, 2500 labels, WRN-28-8, with Meta-T's Table 6 settings (weight
+decay 1e-3). Base: fixmatch_metat_cifar100."""
 
-from ._base import CIFAR100_WRN, experiment
+from ._base import META_T_CIFAR100, experiment
 
-CONFIG = experiment(__name__, CIFAR100_WRN, "meta_threshold", batch_size=32)
+CONFIG = experiment(__name__, META_T_CIFAR100, "meta_threshold", method_kw={"protocol": "paper"})

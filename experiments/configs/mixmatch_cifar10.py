@@ -11,5 +11,5 @@ CONFIG = experiment(
     weight_decay=0.0,
     schedule="constant",
     unlabeled_batch=64,
-    method_kw={"weight": 75.0},
+    method_kw={"weight": 75.0, "ramp": 16 / 1024},
 )

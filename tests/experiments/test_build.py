@@ -32,3 +32,19 @@ def test_fixmatch_cosine_and_step_schedules():
         ["steps=100", "warmup=0", "schedule=step", "milestones=0.5,0.75", "gamma=0.1"],
     )
     assert [lr_factor(step, t) for t in (49, 50, 75)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_lr_factor_follows_the_authors_warm_up_and_milestones():
+    """metagrad_cifar10 as the authors' train_meta.py: lr·t/4000 for t < 4000 (0 at step 0),
+    lr × 0.1 for steps > 300,000 and × 0.01 for steps > 350,000; the AFLW experiments' drop from
+    step 14,850 ((epoch + 1) % 100 at 150 iterations an epoch)."""
+    cfg = configs.get("metagrad_cifar10")
+    assert [lr_factor(cfg, t) for t in (0, 1, 2000, 3999, 4000)] == pytest.approx(
+        [0.0, 1 / 4000, 0.5, 3999 / 4000, 1.0]
+    )
+    factors = [lr_factor(cfg, t) for t in (300_000, 300_001, 350_000, 350_001, 399_999)]
+    assert factors == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01])
+    aflw = configs.get("impute_v2_aflw")
+    assert [lr_factor(aflw, t) for t in (14_849, 14_850, 22_499)] == pytest.approx([1, 0.1, 0.1])
+    offset = apply_overrides(cfg, ["warmup_offset=1"])  # the toolkit's (t + 1)/T_w
+    assert lr_factor(offset, 0) == pytest.approx(1 / 4000)

@@ -182,11 +182,17 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
         (["fixmatch_digits", "device=foo"], "device: unknown device 'foo'"),
         (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
         (
-            ["metasemi_digits", "optimizer=adam", "estimator=higher"],
+            ["metasemi_digits", "optimizer=adam", "estimator=higher", "method.protocol=toolkit"],
             "higher: its DifferentiableAdam",
         ),
         (
-            ["metasemi_digits", "optimizer=adamw", "weight_decay=0.01", "estimator=implicit"],
+            [
+                "metasemi_digits",
+                "optimizer=adamw",
+                "weight_decay=0.01",
+                "estimator=implicit",
+                "method.protocol=toolkit",
+            ],
             "implicit: AdamW's",
         ),
         (["pseudo_label_digits", "num_labels=3"], "num_labels: must be a positive multiple of 10"),

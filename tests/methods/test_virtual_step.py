@@ -146,7 +146,7 @@ def _meta_t_by_hand(model, tgn, tgn_opt, b, lr, beta):
         p.grad = g
     tgn_opt.step()
     with torch.no_grad():
-        mask = (conf >= functional_call(tgn, dict(tgn.named_parameters()), (feats,))[:, 0]).to(DT)
+        mask = (conf > functional_call(tgn, dict(tgn.named_parameters()), (feats,))[:, 0]).to(DT)
     unsup = (F.cross_entropy(out_s, labels, reduction="none") * mask).mean()
     return dict(zip(theta, grads, strict=True)), F.cross_entropy(out_x, b.y) + unsup
 
@@ -200,3 +200,18 @@ def test_the_protocols_each_method_offers():
         cls = METHODS[name].Config
         assert check_config(cls(protocol=ok)) == []
         assert check_config(cls(protocol=bad))[0][0] == "protocol"
+
+
+@pytest.mark.parametrize("name", ["meta_gradient", "meta_semi", "meta_threshold"])
+def test_a_zero_learning_rate_gives_a_zero_hypergradient(name):
+    """At lr 0 (the Meta-Gradient authors' warm-up starts there) the virtual step is the
+    identity, so dG/dλ = 0: the meta step runs and returns zeros instead of refusing lr 0."""
+    protocol = "authors" if name == "meta_gradient" else "paper"
+    method, seen = _method(name, _model(), protocol, "func", teacher=_model(seed=7))
+    method.optimizer.param_groups[0]["lr"] = 0.0
+    before = [p.detach().clone() for p in method.model.parameters()]
+    torch.manual_seed(0)
+    method.train_step(_batch(0))
+    assert seen and all(torch.equal(g, torch.zeros_like(g)) for s in seen for g in s.values())
+    for a, b in zip(method.model.parameters(), before, strict=True):
+        assert torch.equal(a, b)  # lr 0: the real step does not move the model either
