@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from experiments import configs, sources, standins, synthfaces
-from experiments.build import build
+from experiments.build import build, lr_factor
 from experiments.cli import run_cli
 from experiments.config import Config, apply_overrides
 from experiments.data import batches, default_workers
@@ -112,8 +112,10 @@ class Timer:
 
     def __init__(self, cfg: Config, steps: int) -> None:
         self.run = build(cfg, seed=0)
-        for _ in range(self.START):  # the learning rate of step START (a warm-up may start at 0)
-            self.run.scheduler.step()
+        # the learning rate of step START, where the batches start (a warm-up may start at 0)
+        bases = self.run.scheduler.base_lrs
+        for group, base in zip(self.run.optimizer.param_groups, bases, strict=True):
+            group["lr"] = base * lr_factor(cfg, self.START)
         workers = cfg.workers if cfg.workers >= 0 else default_workers(self.run.device)
         self.stream = batches(self.run.batches, self.START, self.START + steps, workers)
         self.i, self.times, self.waits, self.totals = 0, [], 0.0, 0.0

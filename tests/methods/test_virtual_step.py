@@ -6,7 +6,7 @@ computations of the papers' equations with plain autograd (no `bilevel` code):
   SGD step at w = 0 leaves θ where it is); Eq. 9 w_j = 1[g_j ≤ 0]; Eq. 52 the step on
   Σ_j w_j H_j / Σ_j w_j.
 - Meta-T, Eq. 15-17: ŵ(Θ) = w − α ∇_w L_train(w, Θ), Θ ← Adam(∂ CE(f(x; ŵ(Θ)), y)/∂Θ), then
-  FixMatch's step with the mask 1[max p ≥ τ(Θ)].
+  FixMatch's step with the mask 1[max p > τ(Θ)] (Eq. 3).
 
 The real step is torch.optim.SGD with the same settings on a copy of the model; the lr changes
 between steps (α is the current lr). Under `protocol=toolkit` the same tests fail (the virtual
