@@ -13,7 +13,7 @@ import sys
 
 from . import configs, distributed
 from .cli import run_cli
-from .config import apply_overrides, smoke
+from .config import apply_overrides, check_run_args, smoke
 from .rundir import run_name
 from .stop import StopRequest
 from .train import check_split, train
@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         [f"make exp NAME={args.name} SEED={args.seed}"]
         + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
         + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
-        + ([f"NPROC={args.nproc}"] if args.nproc > 1 else [])
+        + ([f"NPROC={args.nproc}"] if args.nproc != 1 else [])
     )
     return run_cli(lambda: _run(args, argv), f"`{again}`")
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    check_run_args(args.seed, args.nproc)
     cfg = configs.get(args.name)
     cfg = smoke(cfg) if args.scale == "smoke" else cfg
     cfg = apply_overrides(cfg, args.overrides)

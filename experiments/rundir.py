@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, differing
+from .config import RUNTIME, ConfigError, differing
 
 # what torch.load raises on a truncated, empty or garbage file
 UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
@@ -53,8 +53,11 @@ def runs_root() -> Path:
 
 def run_name(name: str, overrides: list[str], scale: str = "full") -> str:
     """The directory name of a run: the experiment, then its command-line changes, so that
-    `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run."""
-    parts = [name, *sorted(o.replace("/", "_") for o in overrides)]
+    `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run. Settings that
+    do not change a run's numbers (`config.RUNTIME`: `workers`, `tensorboard`) are not part of
+    it, so that a run resumed without them is the same run."""
+    changes = [o for o in overrides if o.partition("=")[0] not in RUNTIME]
+    parts = [name, *sorted(o.replace("/", "_") for o in changes)]
     if len("+".join(parts).encode()) > 200:  # file systems allow 255 bytes a name
         digest = hashlib.sha256("+".join(parts[1:]).encode()).hexdigest()[:16]
         parts = [name, f"changes-{digest}"]  # config.json lists every setting
