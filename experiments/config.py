@@ -232,6 +232,8 @@ def check_repeats(items: list[str] | tuple[str, ...], what: str) -> None:
         seen[key] = item
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+BATCH_MAX = 2**24  # a batch is drawn as indices on the host: larger ones would not finish
 SEED_MAX = 2**63 - 1  # seeds are mixed into 64-bit generator seeds (`experiments.data.mix_seed`)
 
 
@@ -321,9 +323,18 @@ def validate(cfg: Config) -> None:
         ),
     ]
     checks += [
-        (math.isfinite(getattr(cfg, f.name)), f.name, f"{f.name} must be finite")
+        (
+            math.isfinite(getattr(cfg, f.name)) and abs(getattr(cfg, f.name)) <= FLOAT32_MAX,
+            f.name,
+            f"{f.name} must be finite and within float32's range (|x| <= 3.4e38): it reaches "
+            "float32 tensors",
+        )
         for f in fields(Config)
         if isinstance(getattr(cfg, f.name), float)
+    ]
+    checks += [
+        (getattr(cfg, k) <= BATCH_MAX, k, f"{k} must be at most {BATCH_MAX} samples a step")
+        for k in ("batch_size", "unlabeled_batch", "holdout_batch")
     ]
     checks += [
         (cfg.batch_size > 0, "batch_size", "batch_size must be > 0"),
