@@ -35,6 +35,8 @@ import torch
 
 from .config import RUNTIME, ConfigError, differing
 
+# what every checkpoint holds (`experiments.train`): a file without them is not one
+CHECKPOINT_KEYS = ("model", "step", "config")
 # what torch.load raises on a truncated, empty or garbage file
 UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
 
@@ -130,6 +132,8 @@ class RunDir:
             fh.truncate()
             fh.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
             fh.flush()
+            for torn in self.path.glob(".*.tmp"):  # a write cut by a kill (we are the writer)
+                torn.unlink(missing_ok=True)
             try:
                 yield
             finally:
@@ -209,6 +213,10 @@ class RunDir:
                 state = torch.load(path, map_location="cpu", weights_only=False)
             except UNREADABLE as err:  # try the previous checkpoint
                 problems.append(f"{path} is unreadable ({type(err).__name__}: {err})")
+                continue
+            missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+            if missing:  # e.g. a bare model state_dict saved over it
+                problems.append(f"{path} is not a checkpoint of this toolkit (no {missing})")
                 continue
             if problems:
                 print(

@@ -575,3 +575,24 @@ def test_meta_experiments_default_to_auto_which_runs_forward_here(name, tmp_path
     assert a[0] == b[0] and a[1]["final"] == b[1]["final"]  # every logged row, the results
     assert (a[1]["estimator"], b[1]["estimator"]) == ("auto", "forward")
     assert a[1]["estimators_run"] == b[1]["estimators_run"] == ["forward"]
+
+
+def test_a_bare_state_dict_over_the_checkpoint_and_torn_temp_files(tmp_path, monkeypatch, capsys):
+    """A ckpt.pt overwritten with a model's state_dict is not read as a checkpoint (it raised
+    KeyError: 'model'): the run resumes from ckpt.prev.pt and ends equal to the uninterrupted
+    run; temp files that a kill left in the run directory are removed on resume."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    undo = _cut_at(monkeypatch, 25)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    undo()
+    run = tmp_path / "cut/mixup_digits/seed0"
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    torch.save(state["model"], run / "ckpt.pt")
+    (run / ".ckpt.pt.abc123.tmp").write_bytes(b"torn" * 1000)
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    err = capsys.readouterr().err
+    assert "ckpt.pt is not a checkpoint of this toolkit (no ['model', 'step', 'config'])" in err
+    assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+    assert not list(run.glob(".*.tmp"))
