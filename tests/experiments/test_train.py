@@ -596,3 +596,28 @@ def test_a_bare_state_dict_over_the_checkpoint_and_torn_temp_files(tmp_path, mon
     assert "ckpt.pt is not a checkpoint of this toolkit (no ['model', 'step', 'config'])" in err
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
     assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_run_directory_removed_mid_run_stops_with_its_path_and_no_thread_traceback(
+    tmp_path, monkeypatch, capsys
+):
+    """Through `python -m experiments`: exit 2 naming the run directory; TensorBoard's writer
+    thread prints no "Exception in thread" traceback."""
+    import shutil
+
+    from experiments.__main__ import main
+    from methods.mixup import Mixup
+
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    original = Mixup.train_step
+
+    def remove_the_run(self, batch):
+        if batch.step == 12:
+            shutil.rmtree(tmp_path / "mixup_digits+smoke")
+        return original(self, batch)
+
+    monkeypatch.setattr(Mixup, "train_step", remove_the_run)
+    assert main(["mixup_digits", "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mixup_digits+smoke" in err and "Traceback" not in err and "Exception in" not in err
