@@ -80,6 +80,11 @@ def _write_temp(path: Path, data: bytes) -> Path:
             os.fsync(fh.fileno())
         if hashlib.sha256(tmp.read_bytes()).digest() != hashlib.sha256(data).digest():
             raise OSError(f"{tmp}: the file read back differs from what was written")
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # a full disk names no file
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -621,3 +621,24 @@ def test_a_run_directory_removed_mid_run_stops_with_its_path_and_no_thread_trace
     assert main(["mixup_digits", "--scale", "smoke", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "mixup_digits+smoke" in err and "Traceback" not in err and "Exception in" not in err
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch, capsys):
+    """ENOSPC from a write carries no file name: the error names the run's file, with the
+    file-system advice, and no temp file is left."""
+    import errno
+
+    from experiments import rundir
+    from experiments.cli import run_cli
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", lambda fd: full(fd, b""))
+    target = tmp_path / "run" / "config.json"
+    target.parent.mkdir()
+    status = run_cli(lambda: rundir._atomic_write(target, b"{}"))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"[Errno 28] No space left on device: '{target}'" in err and "free space" in err
+    assert list(target.parent.iterdir()) == []
