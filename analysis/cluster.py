@@ -143,7 +143,7 @@ def _describe(job: submitit.Job, spec: Spec, seed: int, scale: str, root: Path) 
 def _last_error(text: str) -> str:
     """The first line of the exception a job's traceback ends with, e.g. "DataError: …"."""
     found = re.findall(
-        r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Stopped|Diverged)\b.*$", text, re.M
+        r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Stopped|Diverged|Locked)\b.*$", text, re.M
     )
     return re.sub(r"^[\w.]*\.(\w+)", r"\1", found[-1]) if found else text.strip().split("\n")[0]
 
