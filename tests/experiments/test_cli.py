@@ -99,3 +99,19 @@ def test_make_sweep_refuses_a_key_in_both_args_and_grid():
 
     with pytest.raises(ConfigError, match="lr is given twice"):
         cluster.expand("supervised_digits", [0], "lr=0.1,0.2", ("lr=0.3",))
+
+
+def test_process_launching_and_collectives_import_nothing_of_the_command():
+    """No import circle: `experiments.launch` gets the entry point as an argument and
+    `experiments.distributed` holds the collectives; neither imports the command."""
+    import ast
+    from pathlib import Path
+
+    import experiments
+
+    folder = Path(experiments.__file__).parent
+    for name in ("launch", "distributed"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m.endswith(("__main__", "command"))}, name
