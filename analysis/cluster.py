@@ -31,7 +31,7 @@ import submitit
 from submitit.core.utils import UncompletedJobError
 
 from experiments.cli import run_cli
-from experiments.config import ConfigError
+from experiments.config import ConfigError, check_repeats
 from experiments.rundir import runs_root
 from experiments.sources import data_root
 from experiments.stop import Stopped, StopRequest
@@ -52,6 +52,7 @@ PREEMPT = submitit.JobEnvironment._usr_sig()  # the signal submitit requeues on 
 
 def grid(text: str) -> list[tuple[str, ...]]:
     """ "a=1,2 b=x" → [("a=1", "b=x"), ("a=2", "b=x")]: the product of each key's values."""
+    check_repeats(text.split(), "grid")
     axes = []
     for item in text.split():
         key, sep, values = item.partition("=")
@@ -65,7 +66,10 @@ def expand(
     name: str, seeds: list[int], grid_text: str = "", args: tuple[str, ...] = ()
 ) -> list[Run]:
     """The runs of a sweep: each grid point (with `args`) at each seed."""
-    return [(Spec(name, (*args, *point)), seed) for point in grid(grid_text) for seed in seeds]
+    points = grid(grid_text)
+    for point in points:  # a key both in ARGS and in the grid
+        check_repeats((*args, *point), "sweep (ARGS and GRID)")
+    return [(Spec(name, (*args, *point)), seed) for point in points for seed in seeds]
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def _describe(job: submitit.Job, spec: Spec, seed: int, scale: str, root: Path) 
 def _last_error(text: str) -> str:
     """The first line of the exception a job's traceback ends with, e.g. "DataError: …"."""
     found = re.findall(
-        r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Stopped|Diverged)\b.*$", text, re.M
+        r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Stopped|Diverged|Locked)\b.*$", text, re.M
     )
     return re.sub(r"^[\w.]*\.(\w+)", r"\1", found[-1]) if found else text.strip().split("\n")[0]
 

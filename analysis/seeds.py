@@ -13,7 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import configs
-from experiments.config import Config, ConfigError, apply_overrides, config_defaults, smoke
+from experiments.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    check_run_args,
+    config_defaults,
+    smoke,
+)
 from experiments.rundir import RunDir, run_name
 from experiments.stop import StopRequest
 from experiments.train import stored_config, train
@@ -90,8 +97,17 @@ def runs_of(groups: list[tuple[list[Spec], list[int]]]) -> list[tuple[Spec, int]
 
 
 def seed_list(text: str) -> list[int]:
-    """ "0,1,2" → [0, 1, 2] (command-line seeds)."""
-    return [int(s) for s in text.split(",")]
+    """ "0,1,2" → [0, 1, 2] (command-line seeds, each in [0, 2^63 − 1])."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds: {text!r} is not a list like 0,1,2") from None
+    for seed in seeds:
+        try:
+            check_run_args(seed, 1)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return seeds
 
 
 def check_parser(description: str) -> argparse.ArgumentParser:

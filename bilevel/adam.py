@@ -19,6 +19,7 @@ the update u(d) (θ₁ = θ₀ − lr·u) is elementwise in d, so ∂θ₁/∂g 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,8 +40,8 @@ class AdamConfig:
     decoupled: bool = False  # AdamW
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not self.eps >= 0:

@@ -102,18 +102,18 @@ class Evaluator:
 
     def inner(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
         self.replay_rng()
-        return _scalar(self.problem.inner_loss(self.f(params), self.hp(hparams)), "inner_loss")
+        return scalar(self.problem.inner_loss(self.f(params), self.hp(hparams)), "inner_loss")
 
     def coupled(self, params: Params, hparams: dict[str, Tensor]) -> Tensor:
         """The λ-dependent part of the inner loss (the whole inner loss unless the problem
         names a `coupled_loss`)."""
         loss = self.problem.coupled_loss or self.problem.inner_loss
         self.replay_rng()
-        return _scalar(loss(self.f(params), self.hp(hparams)), "coupled_loss")
+        return scalar(loss(self.f(params), self.hp(hparams)), "coupled_loss")
 
     def outer(self, params: Params) -> Tensor:
         self.replay_rng()
-        return _scalar(self.problem.outer_loss(self.f(params)), "outer_loss")
+        return scalar(self.problem.outer_loss(self.f(params)), "outer_loss")
 
     # -- gradients (graph-free unless asked) ---------------------------------------------------
     def inner_grad(self, params: Params, hparams: dict[str, Tensor]) -> Params:
@@ -206,7 +206,8 @@ def _detached(params: Params) -> Params:
     return {k: v.detach() for k, v in params.items()}
 
 
-def _scalar(value: Tensor, what: str) -> Tensor:
+def scalar(value: Tensor, what: str) -> Tensor:
+    """`value` as a 0-d tensor; a loss with more than one element is refused, naming `what`."""
     if not isinstance(value, Tensor) or value.numel() != 1:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(f"{what} must return a scalar tensor, got {shape}")

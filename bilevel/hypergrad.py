@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .estimators import ESTIMATORS, STEPS, check_optimizer, check_options
+from .functional import scalar
 from .losses import ImputedTargets
 from .parallel import Shard
 from .problem import BilevelProblem, InnerLoss
@@ -35,10 +36,18 @@ def hypergradient(
     model's parameters, buffers and the global random state are the same after the call as
     before. `options` go to the estimator (e.g. `r=` for `fd`, `method=` for `implicit`).
 
+    Gradients are enabled inside the call, so it gives the same result under `torch.no_grad()`
+    as outside (callers evaluate and log there); under `torch.inference_mode()` it refuses
+    (inference tensors cannot enter autograd). Hyperparameters are taken in the precision of
+    the model's parameters where that is higher (float16 λ on a float32 model: float32) and the
+    result is returned in their own dtype.
+
     Refused with an error naming the key: an hparam with nan/inf values, a non-finite result
-    (`NonFiniteError`; the losses or the model give nan/inf), and a key the inner loss never
-    reads (its hypergradient would be a silent 0) unless `allow_unused=True`. Inputs and
-    result are checked for finiteness together, with one host synchronisation after the
+    (`NonFiniteError`; the losses or the model give nan/inf), a key the inner loss never
+    reads (its hypergradient would be a silent 0) unless `allow_unused=True`, and a loss that is
+    not a scalar or is detached from the graph (a `.detach()`, `.item()` or a loss computed
+    from the module's own parameters instead of `f`: its hypergradient would be a silent 0).
+    Inputs and result are checked for finiteness together, with one host synchronisation after the
     computation; `check_finite=False` leaves that to the caller (`finite_flags` gives the
     flags on the device, as a training loop that reads them at intervals does).
     """
@@ -47,12 +56,19 @@ def hypergradient(
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "hypergradient was called inside torch.inference_mode(): it needs autograd, which "
+            "inference tensors cannot enter; call it outside (torch.no_grad() is fine)"
+        )
     check_options(estimator, options)
     _check_steps(estimator, problem.steps)
     check_optimizer(estimator, problem.optimizer, problem.weight_decay)
-    leaves = _as_leaves(hparams)
+    dtype = next(iter(problem.params().values())).dtype
+    leaves = _as_leaves(hparams, dtype)
     used: set[str] = set()
-    grads = fn(_recording(problem, used), leaves, **options)
+    with torch.enable_grad():
+        grads = fn(_recording(problem, used), leaves, **options)
     out = {k: grads[k].detach().to(hparams[k].dtype) for k in hparams}
     if check_finite:
         _check_finite(leaves, out, problem.shard)
@@ -75,7 +91,8 @@ def _check_steps(name: str, steps: int) -> None:
         )
 
 
-def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+def _as_leaves(hparams: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+    """Leaves that require grad, in the higher precision of their own dtype and `dtype`."""
     if not isinstance(hparams, dict) or not hparams:
         raise TypeError("hparams must be a non-empty dict of tensors")
     leaves = {}
@@ -84,7 +101,7 @@ def _as_leaves(hparams: dict[str, Tensor]) -> dict[str, Tensor]:
             raise TypeError(
                 f"hparams[{k!r}] must be a floating-point tensor, got {type(v).__name__}"
             )
-        leaves[k] = v.detach().requires_grad_(True)
+        leaves[k] = v.detach().to(torch.promote_types(v.dtype, dtype)).requires_grad_(True)
     return leaves
 
 
@@ -147,17 +164,49 @@ class _KeyRecorder(dict):
         return super().values()
 
 
-def _record(loss: InnerLoss, used: set[str]) -> InnerLoss:
+def _detached(value: Tensor) -> bool:
+    """Whether a loss cannot carry a derivative: outside torch.func's transforms, a tensor that
+    does not require grad while gradients are recorded; inside one, a tensor the transform did
+    not wrap (it depends on none of the transformed inputs)."""
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return not torch._C._functorch.is_functorch_wrapped_tensor(value)
+    return torch.is_grad_enabled() and not value.requires_grad and not _has_tangent(value)
+
+
+def _has_tangent(value: Tensor) -> bool:
+    """Whether `value` is a forward-mode dual tensor (autograd's `fwAD`): it carries a
+    derivative without requiring grad."""
+    import torch.autograd.forward_ad as fwAD
+
+    return fwAD.unpack_dual(value).tangent is not None
+
+
+def _checked(name: str, value: Tensor) -> Tensor:
+    """`value` if it is a scalar connected to the graph (while gradients are recorded)."""
+    value = scalar(value, name)
+    if _detached(value):
+        raise ValueError(
+            f"{name} is detached from the graph (a .detach(), .item(), torch.no_grad() or "
+            "the module's own parameters instead of `f`): its hypergradient would be 0; compute "
+            "it from `f(x)` and the hparams"
+        )
+    return value
+
+
+def _record(loss: InnerLoss, used: set[str], name: str) -> InnerLoss:
     if isinstance(loss, ImputedTargets):  # reads hparams[loss.key]; `analytic` needs the object
         used.add(loss.key)
         return loss
-    return lambda f, hparams: loss(f, _KeyRecorder(hparams, used))
+    return lambda f, hparams: _checked(name, loss(f, _KeyRecorder(hparams, used)))
 
 
 def _recording(problem: BilevelProblem, used: set[str]) -> BilevelProblem:
-    """A shallow copy of `problem` whose λ-dependent losses note the keys they read in `used`."""
+    """A shallow copy of `problem` whose λ-dependent losses note the keys they read in `used`,
+    and whose losses are checked to be scalars connected to the graph."""
     out = copy.copy(problem)
-    out.inner_loss = _record(problem.inner_loss, used)
+    out.inner_loss = _record(problem.inner_loss, used, "inner_loss")
     if problem.coupled_loss is not None:
-        out.coupled_loss = _record(problem.coupled_loss, used)
+        out.coupled_loss = _record(problem.coupled_loss, used, "coupled_loss")
+    outer = problem.outer_loss
+    out.outer_loss = lambda f: _checked("outer_loss", outer(f))
     return out

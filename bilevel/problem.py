@@ -100,6 +100,12 @@ class BilevelProblem:
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(self.model).__name__}")
+        if isinstance(self.model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            raise TypeError(
+                f"model is wrapped in {type(self.model).__name__}: the estimators evaluate it at "
+                "virtual parameters by name, which the wrapper's replicas do not follow; pass "
+                "model.module (bilevel.Shard splits a batch over processes instead)"
+            )
         if hasattr(self.model, "_orig_mod"):  # torch.compile's OptimizedModule
             raise TypeError(
                 "model is a torch.compile'd module: the estimators evaluate it at virtual "

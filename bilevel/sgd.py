@@ -13,6 +13,7 @@ Nothing here is in-place, so the step can be differentiated (reverse or forward 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -31,8 +32,8 @@ class SGDConfig:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.momentum < 0:
             raise ValueError(f"momentum must be >= 0, got {self.momentum}")
         if self.weight_decay < 0:

@@ -1,64 +1,8 @@
-"""`python -m experiments NAME [--seed N] [--scale smoke] [--nproc N] [key=value ...]`.
+"""`python -m experiments …`: the `make exp` command (`experiments/command.py`)."""
 
-`--nproc N` trains the run on N processes (`experiments/distributed.py`); under `torchrun`
-(`torchrun --standalone --nproc_per_node=N -m experiments NAME …`) each process joins the group
-torchrun describes."""
-
-from __future__ import annotations
-
-import argparse
-import json
-import signal
 import sys
 
-from . import configs, distributed
-from .cli import run_cli
-from .config import apply_overrides, smoke
-from .rundir import run_name
-from .stop import StopRequest
-from .train import check_split, train
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make exp", description=__doc__)
-    parser.add_argument("name", nargs="?", help="experiment name (--list shows them)")
-    parser.add_argument("overrides", nargs="*", help="key=value settings")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", choices=("full", "smoke"), default="full")
-    parser.add_argument("--list", action="store_true", help="list the named experiments")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--nproc", type=int, default=1, help="processes (data parallel)")
-    args = parser.parse_intermixed_args(argv)  # key=value may follow the options
-    if args.list or not args.name:
-        print("experiments:\n  " + "\n  ".join(configs.names()))
-        return 0 if args.list else 2
-    again = " ".join(
-        [f"make exp NAME={args.name} SEED={args.seed}"]
-        + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
-        + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
-        + ([f"NPROC={args.nproc}"] if args.nproc > 1 else [])
-    )
-    return run_cli(lambda: _run(args, argv), f"`{again}`")
-
-
-def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    cfg = configs.get(args.name)
-    cfg = smoke(cfg) if args.scale == "smoke" else cfg
-    cfg = apply_overrides(cfg, args.overrides)
-    if args.nproc > 1 and not distributed.in_group():  # start the processes, each runs main
-        check_split(cfg, args.nproc)
-        return distributed.launch(args.nproc, sys.argv[1:] if argv is None else argv)
-    distributed.init()
-    run_id = run_name(args.name, args.overrides, args.scale)
-    with StopRequest.on(signal.SIGTERM) as stop:  # `kill`: checkpoint this step, then stop
-        summary = train(
-            cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id, stop=stop
-        )
-    if "final" in summary:  # rank 0
-        keys = ("run", "seed", "final", "wall_time_s", "nproc")
-        print(json.dumps({k: summary[k] for k in keys}, indent=2))
-    return 0
-
+from .command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -176,7 +176,8 @@ def _parse_literal(key: str, text: str, default: Any) -> Any:
 
 
 def apply_overrides(cfg: Config, items: list[str]) -> Config:
-    """`key=value` strings applied to `cfg`; errors name the key."""
+    """`key=value` strings applied to `cfg`; errors name the key (also one given twice)."""
+    check_repeats(items, "override")
     hints = typing.get_type_hints(Config)
     changes: dict[str, Any] = {}
     # the experiment's model arguments belong to its model: another model starts from its own
@@ -219,6 +220,29 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
     )
     validate(out)
     return out
+
+
+def check_repeats(items: list[str] | tuple[str, ...], what: str) -> None:
+    """Refuse a key given twice (`lr=0.1 lr=0.2`): the last one would win silently."""
+    seen: dict[str, str] = {}
+    for item in items:
+        key = item.partition("=")[0]
+        if key in seen:
+            raise ConfigError(f"{what}: {key} is given twice ({seen[key]!r} and {item!r})")
+        seen[key] = item
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+BATCH_MAX = 2**24  # a batch is drawn as indices on the host: larger ones would not finish
+SEED_MAX = 2**63 - 1  # seeds are mixed into 64-bit generator seeds (`experiments.data.mix_seed`)
+
+
+def check_run_args(seed: int, nproc: int) -> None:
+    """The command line's seed and process count, before any work."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed: must be an integer in [0, 2^63 - 1], got {seed}")
+    if nproc < 1:
+        raise ConfigError(f"nproc: must be >= 1 (processes of the run), got {nproc}")
 
 
 def smoke(cfg: Config) -> Config:
@@ -299,9 +323,18 @@ def validate(cfg: Config) -> None:
         ),
     ]
     checks += [
-        (math.isfinite(getattr(cfg, f.name)), f.name, f"{f.name} must be finite")
+        (
+            math.isfinite(getattr(cfg, f.name)) and abs(getattr(cfg, f.name)) <= FLOAT32_MAX,
+            f.name,
+            f"{f.name} must be finite and within float32's range (|x| <= 3.4e38): it reaches "
+            "float32 tensors",
+        )
         for f in fields(Config)
         if isinstance(getattr(cfg, f.name), float)
+    ]
+    checks += [
+        (getattr(cfg, k) <= BATCH_MAX, k, f"{k} must be at most {BATCH_MAX} samples a step")
+        for k in ("batch_size", "unlabeled_batch", "holdout_batch")
     ]
     checks += [
         (cfg.batch_size > 0, "batch_size", "batch_size must be > 0"),

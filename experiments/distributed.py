@@ -1,4 +1,5 @@
-"""One run on N processes (`make exp NPROC=N`, or `torchrun --nproc_per_node=N -m experiments`).
+"""The collectives of one run on N processes (`make exp NPROC=N`, or `torchrun
+--nproc_per_node=N -m experiments`; `experiments/launch.py` starts the processes).
 
 Each process (rank) trains the same model on its slice of every step's global batch
 (`bilevel.parallel.Shard`, `BatchMaker`); the methods' losses are the ranks' parts of the global
@@ -11,15 +12,10 @@ by all ranks together.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import sys
-import time
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bilevel import Shard
 
@@ -27,58 +23,6 @@ from bilevel import Shard
 def in_group() -> bool:
     """This process is one of several (`launch` or torchrun set WORLD_SIZE)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, argv: list[str]) -> None:
-    from .__main__ import main  # the `make exp` entry point, as a module
-
-    os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
-    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    if not torch.cuda.is_available():  # the cores shared among the processes
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    code = main(argv)
-    if code:
-        sys.exit(code)
-
-
-def launch(world: int, argv: list[str]) -> int:
-    """Run `python -m experiments argv` in `world` processes on this machine (a rendezvous on
-    localhost) and return rank 0's exit status (else the first non-zero one). SIGTERM is passed
-    on to every process (they stop together at a checkpoint); a process that fails unexpectedly
-    takes the others down after 60 s."""
-    ctx = mp.start_processes(
-        _worker, (world, _free_port(), argv), nprocs=world, join=False, start_method="spawn"
-    )
-    procs = ctx.processes
-
-    def forward(signum, frame):
-        for p in procs:
-            if p.is_alive():
-                os.kill(p.pid, signum)
-
-    previous = signal.signal(signal.SIGTERM, forward)
-    failed_at = None
-    try:
-        while any(p.is_alive() for p in procs):
-            for p in procs:
-                p.join(timeout=0.2)
-            codes = [p.exitcode for p in procs]
-            if failed_at is None and any(c not in (None, 0, 1, 2, 130, 143) for c in codes):
-                failed_at = time.monotonic()
-            if failed_at is not None and time.monotonic() - failed_at > 60:
-                for p in procs:
-                    if p.is_alive():
-                        p.kill()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    codes = [p.exitcode for p in procs]
-    return codes[0] or next((c for c in codes if c), 0)
 
 
 def init() -> Shard:

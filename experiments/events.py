@@ -17,17 +17,25 @@ class Events:
 
     def __init__(self, run: Path, start: int, enabled: bool = True) -> None:
         self.writer = None
+        self.folder = run / "tb"
         if enabled:
-            self.writer = SummaryWriter(str(run / "tb"), purge_step=start + 1 if start else None)
+            self.writer = SummaryWriter(str(self.folder), purge_step=start + 1 if start else None)
+
+    def _gone(self) -> bool:
+        """The folder was removed under the run (the loop reports that, naming the run
+        directory): the writer is dropped, as its thread could only fail with a traceback."""
+        if self.writer is not None and not self.folder.is_dir():
+            self.writer = None
+        return self.writer is None
 
     def write(self, rows: list[tuple[int, str, str, float]]) -> None:
         """(step, split, metric, value) rows as scalars; flushed to disk at once."""
-        if self.writer is None:
+        if self._gone():
             return
         for step, split, metric, value in rows:
             self.writer.add_scalar(f"{split}/{metric}", value, step)
         self.writer.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
+        if not self._gone():
             self.writer.close()

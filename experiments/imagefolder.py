@@ -47,8 +47,19 @@ class ImageFiles:
         return ImageFiles(tuple(self.paths[i] for i in rows), self.size)
 
     def _read(self, path: str) -> Tensor:
-        with Image.open(path) as img:
-            return TF.pil_to_tensor(img.convert("RGB"))
+        """The image at `path` as uint8 RGB; an unreadable file is a `DataError` naming it."""
+        from .sources import DataError
+
+        try:
+            with Image.open(path) as img:
+                return TF.pil_to_tensor(img.convert("RGB"))
+        except FileNotFoundError:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DataError(
+                f"{path}: not a readable image ({type(err).__name__}: {err}); replace or remove "
+                "the file"
+            ) from None
 
     def crops(self, g: torch.Generator) -> Tensor:
         """The training pipeline on every image (uint8 N×3×size×size)."""

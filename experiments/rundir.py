@@ -33,8 +33,10 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, differing
+from .config import RUNTIME, ConfigError, differing
 
+# what every checkpoint holds (`experiments.train`): a file without them is not one
+CHECKPOINT_KEYS = ("model", "step", "config")
 # what torch.load raises on a truncated, empty or garbage file
 UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
 
@@ -53,8 +55,11 @@ def runs_root() -> Path:
 
 def run_name(name: str, overrides: list[str], scale: str = "full") -> str:
     """The directory name of a run: the experiment, then its command-line changes, so that
-    `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run."""
-    parts = [name, *sorted(o.replace("/", "_") for o in overrides)]
+    `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run. Settings that
+    do not change a run's numbers (`config.RUNTIME`: `workers`, `tensorboard`) are not part of
+    it, so that a run resumed without them is the same run."""
+    changes = [o for o in overrides if o.partition("=")[0] not in RUNTIME]
+    parts = [name, *sorted(o.replace("/", "_") for o in changes)]
     if len("+".join(parts).encode()) > 200:  # file systems allow 255 bytes a name
         digest = hashlib.sha256("+".join(parts[1:]).encode()).hexdigest()[:16]
         parts = [name, f"changes-{digest}"]  # config.json lists every setting
@@ -75,6 +80,11 @@ def _write_temp(path: Path, data: bytes) -> Path:
             os.fsync(fh.fileno())
         if hashlib.sha256(tmp.read_bytes()).digest() != hashlib.sha256(data).digest():
             raise OSError(f"{tmp}: the file read back differs from what was written")
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # a full disk names no file
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -127,6 +137,8 @@ class RunDir:
             fh.truncate()
             fh.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
             fh.flush()
+            for torn in self.path.glob(".*.tmp"):  # a write cut by a kill (we are the writer)
+                torn.unlink(missing_ok=True)
             try:
                 yield
             finally:
@@ -206,6 +218,10 @@ class RunDir:
                 state = torch.load(path, map_location="cpu", weights_only=False)
             except UNREADABLE as err:  # try the previous checkpoint
                 problems.append(f"{path} is unreadable ({type(err).__name__}: {err})")
+                continue
+            missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+            if missing:  # e.g. a bare model state_dict saved over it
+                problems.append(f"{path} is not a checkpoint of this toolkit (no {missing})")
                 continue
             if problems:
                 print(

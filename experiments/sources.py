@@ -19,6 +19,7 @@ import torch
 import torchvision
 from PIL import Image, UnidentifiedImageError
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -162,7 +163,15 @@ def load_torchvision(name: str, root: str | Path | None = None, download: bool =
                 f"{name}: download=true could not fetch it into {where} ({err}). Without "
                 f"internet, put torchvision's files there:\n{listing}"
             ) from None
-        except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError) as err:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            KeyError,
+            IndexError,
+            ValueError,
+            TypeError,  # a file that pickles another object (a list) than torchvision's dict
+            AttributeError,
+        ) as err:
             raise DataError(_corrupt(cls, where / folder, err)) from None
         except RuntimeError as err:
             raise _missing(
@@ -174,15 +183,29 @@ def load_torchvision(name: str, root: str | Path | None = None, download: bool =
                 f"pipeline on embedded data. ({err})",
             ) from None
     out = []
-    for ds in sets:
+    classes = 100 if name == "cifar100" else 10
+    for ds, split in zip(sets, ("train", "test"), strict=True):
         x = torch.from_numpy(np.asarray(ds.data))
         x = x if name == "svhn" else x.permute(0, 3, 1, 2)  # SVHN is stored N×C×H×W already
         y = torch.as_tensor(
             np.asarray(ds.labels if name == "svhn" else ds.targets), dtype=torch.int64
         )
+        _check_labels(where / folder, split, len(x), y, classes)
         out += [x.contiguous(), y]
-    classes = 100 if name == "cifar100" else 10
     return Source(name, "classification", *out, classes, max_shift=4, flip=name != "svhn")
+
+
+def _check_labels(folder: Path, split: str, images: int, y: Tensor, classes: int) -> None:
+    """One label per image, each a class index in [0, classes)."""
+    if len(y) != images:
+        raise DataError(f"{folder}: the {split} files hold {images} images but {len(y)} labels")
+    bad = ((y < 0) | (y >= classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(
+            f"{folder}: {split} sample {i} has label {int(y[i])}, not a class in [0, {classes}) "
+            f"({len(bad)} such label(s) in the {split} files)"
+        )
 
 
 def _corrupt(cls, folder: Path, err: Exception) -> str:
@@ -262,8 +285,9 @@ def _aflw_split(root: Path, split: str) -> tuple[Tensor, Tensor]:
             np.asarray(content["gt"], dtype=np.float64),
             np.asarray(content["hw"], dtype=np.float64),
         )
-    except (KeyError, ValueError, OSError) as err:
-        raise DataError(f"{mat}: expected variables 'gt' (N×5×2) and 'hw' (N×2): {err}") from None
+    except (KeyError, ValueError, OSError, TypeError, MatReadError) as err:  # TypeError: a struct
+        what = f"{type(err).__name__}: {err}"
+        raise DataError(f"{mat}: expected variables 'gt' (N×5×2) and 'hw' (N×2) ({what})") from None
     if gt.shape[1:] != (5, 2) or hw.shape[1:] != (2,) or not (len(gt) == len(hw) == len(names)):
         raise DataError(
             f"{mat}: 'gt' is {gt.shape}, 'hw' is {hw.shape}, {listing.name} has "

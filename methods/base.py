@@ -150,8 +150,8 @@ def check_config(cfg: Any) -> list[tuple[str, str]]:
     choices = {**CHOICES, **getattr(type(cfg), "choices", {})}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if isinstance(v, float) and not math.isfinite(v):
-            bad.append((f.name, f"must be finite, got {v}"))
+        if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= 3.4028234663852886e38):
+            bad.append((f.name, f"must be finite and within float32's range, got {v}"))
         elif f.name in choices and v not in choices[f.name]:
             bad.append((f.name, f"must be one of {', '.join(choices[f.name])}, got {v!r}"))
         elif f.name in RULES and isinstance(v, int | float) and not RULES[f.name][0](v):

@@ -4,6 +4,7 @@ and a job stopped by SIGTERM that requeues itself and ends with an uninterrupted
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -115,3 +116,18 @@ def test_slurm_settings_reach_the_batch_script(tmp_path, monkeypatch):
     for line in ("--partition=gpu", "--gpus-per-node=2", "--cpus-per-task=10", "--time=90"):
         assert f"#SBATCH {line}" in script, script
     assert "--signal=USR2@120" in script and executor.parameters["array_parallelism"] == 3
+
+
+def test_a_job_whose_run_another_process_holds_says_so(tmp_path, monkeypatch):
+    """Two sweeps over one grid: the job that finds its run locked fails with the reason (the
+    run is in use by that process, which finishes it), not submitit's generic line."""
+    from analysis.seeds import run_path
+    from experiments.rundir import RunDir
+
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
+    spec = Spec("supervised_digits", ("steps=2",))
+    path = run_path(spec, 0, "smoke", tmp_path / "runs")
+    with RunDir(path).lock(), pytest.raises(SystemExit) as info:
+        run_missing([(spec, 0)], "local", 1, "smoke")
+    message = str(info.value.code)
+    assert f"failed: RunLocked: {path} is in use by pid {os.getpid()}" in message

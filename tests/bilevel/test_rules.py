@@ -138,7 +138,7 @@ def test_unknown_option_and_bad_inputs():
     )
     with pytest.raises(ValueError, match=r"inner_loss must return a scalar tensor, got \(2, 3\)"):
         hypergradient(bad, hp, "func")
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         BilevelProblem(problem.model, problem.inner_loss, problem.outer_loss, lr=0.0)
     with pytest.raises(ValueError, match="nesterov needs momentum"):
         BilevelProblem(problem.model, problem.inner_loss, problem.outer_loss, nesterov=True)

@@ -258,3 +258,80 @@ def test_bad_data_stops_make_exp_before_the_run_directory(tmp_path, monkeypatch,
         and "Traceback" not in err
     )
     assert not (tmp_path / "runs").exists()
+
+
+def _a_list(path):
+    with open(path, "wb") as fh:
+        pickle.dump([1, 2, 3], fh)
+
+
+def test_a_cifar_file_that_pickles_a_list_is_named(tmp_path):
+    _write_cifar10(tmp_path)
+    path = tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_3"
+    _a_list(path)
+    with pytest.raises(DataError, match=r"data_batch_3: CIFAR10 file without the key\(s\)"):
+        sources.load_torchvision("cifar10", root=tmp_path)
+
+
+def _rewrite(path, change):
+    with open(path, "rb") as fh:
+        content = pickle.load(fh, encoding="latin1")
+    change(content)
+    with open(path, "wb") as fh:
+        pickle.dump(content, fh)
+
+
+def test_a_cifar_label_out_of_range_names_the_sample_and_label(tmp_path):
+    _write_cifar10(tmp_path)
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    _rewrite(folder / "data_batch_1", lambda c: c["labels"].__setitem__(2, 37))
+    with pytest.raises(DataError, match=r"train sample 2 has label 37, not a class in \[0, 10\)"):
+        sources.load_torchvision("cifar10", root=tmp_path)
+
+
+def test_fewer_cifar_labels_than_images_is_named(tmp_path):
+    _write_cifar10(tmp_path)
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    _rewrite(folder / "data_batch_1", lambda c: c.__setitem__("labels", c["labels"][:3]))
+    with pytest.raises(DataError, match=r"the train files hold 30 images but 27 labels"):
+        sources.load_torchvision("cifar10", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "MatReadError"),
+        (lambda p: savemat(p, {"gt": {"a": np.ones(3)}, "hw": np.ones((3, 2))}), "'gt' (N×5×2)"),
+    ],
+)
+def test_unreadable_aflw_keypoints_name_the_file(tmp_path, write, message):
+    synthfaces.write_aflw(tmp_path, n_train=3, n_test=2)
+    mat = tmp_path / "aflw_train_keypoints.mat"
+    write(mat)
+    with pytest.raises(DataError) as err:
+        sources.load_aflw(tmp_path)
+    assert str(err.value).startswith(f"{mat}: expected variables") and message in str(err.value)
+
+
+def _truncated_jpeg(path):
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(path, "JPEG")
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        _truncated_jpeg,
+        lambda p: p.write_text("not an image"),
+        lambda p: Image.new("RGB", (9, 9)).save(p, "PNG"),
+    ],
+    ids=["truncated", "text", "bomb"],
+)
+def test_an_unreadable_image_is_named(tmp_path, monkeypatch, write):
+    from experiments.imagefolder import ImageFiles
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 9×9 = 81 > 2×20: a "decompression bomb"
+    path = tmp_path / "n01_0001.JPEG"
+    write(path)
+    with pytest.raises(DataError, match=rf"^{path}: not a readable image \("):
+        ImageFiles((str(path),), 32).centre()

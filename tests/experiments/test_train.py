@@ -575,3 +575,70 @@ def test_meta_experiments_default_to_auto_which_runs_forward_here(name, tmp_path
     assert a[0] == b[0] and a[1]["final"] == b[1]["final"]  # every logged row, the results
     assert (a[1]["estimator"], b[1]["estimator"]) == ("auto", "forward")
     assert a[1]["estimators_run"] == b[1]["estimators_run"] == ["forward"]
+
+
+def test_a_bare_state_dict_over_the_checkpoint_and_torn_temp_files(tmp_path, monkeypatch, capsys):
+    """A ckpt.pt overwritten with a model's state_dict is not read as a checkpoint (it raised
+    KeyError: 'model'): the run resumes from ckpt.prev.pt and ends equal to the uninterrupted
+    run; temp files that a kill left in the run directory are removed on resume."""
+    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
+    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
+    undo = _cut_at(monkeypatch, 25)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    undo()
+    run = tmp_path / "cut/mixup_digits/seed0"
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    torch.save(state["model"], run / "ckpt.pt")
+    (run / ".ckpt.pt.abc123.tmp").write_bytes(b"torn" * 1000)
+    train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
+    err = capsys.readouterr().err
+    assert "ckpt.pt is not a checkpoint of this toolkit (no ['model', 'step', 'config'])" in err
+    assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_run_directory_removed_mid_run_stops_with_its_path_and_no_thread_traceback(
+    tmp_path, monkeypatch, capsys
+):
+    """Through `python -m experiments`: exit 2 naming the run directory; TensorBoard's writer
+    thread prints no "Exception in thread" traceback."""
+    import shutil
+
+    from experiments.__main__ import main
+    from methods.mixup import Mixup
+
+    monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
+    original = Mixup.train_step
+
+    def remove_the_run(self, batch):
+        if batch.step == 12:
+            shutil.rmtree(tmp_path / "mixup_digits+smoke")
+        return original(self, batch)
+
+    monkeypatch.setattr(Mixup, "train_step", remove_the_run)
+    assert main(["mixup_digits", "--scale", "smoke", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mixup_digits+smoke" in err and "Traceback" not in err and "Exception in" not in err
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch, capsys):
+    """ENOSPC from a write carries no file name: the error names the run's file, with the
+    file-system advice, and no temp file is left."""
+    import errno
+
+    from experiments import rundir
+    from experiments.cli import run_cli
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", lambda fd: full(fd, b""))
+    target = tmp_path / "run" / "config.json"
+    target.parent.mkdir()
+    status = run_cli(lambda: rundir._atomic_write(target, b"{}"))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"[Errno 28] No space left on device: '{target}'" in err and "free space" in err
+    assert list(target.parent.iterdir()) == []
