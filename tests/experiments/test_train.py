@@ -305,14 +305,20 @@ def _cut_at(monkeypatch, step):
     return lambda: monkeypatch.setattr(Mixup, "train_step", original)
 
 
-def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
+def _whole_and_cut(tmp_path, monkeypatch):
+    """A 40-step mixup run trained whole under tmp_path/whole, and the same run cut at step 25
+    under tmp_path/cut (checkpoints at steps 10 and 20): (config, the cut run's directory)."""
     cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
     train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
     undo = _cut_at(monkeypatch, 25)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
     undo()
-    run = tmp_path / "cut/mixup_digits/seed0"
+    return cfg, tmp_path / "cut/mixup_digits/seed0"
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
+    cfg, run = _whole_and_cut(tmp_path, monkeypatch)
     ckpt = run / "ckpt.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # torn latest checkpoint
     train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
@@ -581,13 +587,7 @@ def test_a_bare_state_dict_over_the_checkpoint_and_torn_temp_files(tmp_path, mon
     """A ckpt.pt overwritten with a model's state_dict is not read as a checkpoint (it raised
     KeyError: 'model'): the run resumes from ckpt.prev.pt and ends equal to the uninterrupted
     run; temp files that a kill left in the run directory are removed on resume."""
-    cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
-    train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
-    undo = _cut_at(monkeypatch, 25)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
-    undo()
-    run = tmp_path / "cut/mixup_digits/seed0"
+    cfg, run = _whole_and_cut(tmp_path, monkeypatch)
     state = torch.load(run / "ckpt.pt", weights_only=False)
     torch.save(state["model"], run / "ckpt.pt")
     (run / ".ckpt.pt.abc123.tmp").write_bytes(b"torn" * 1000)
