@@ -17,7 +17,7 @@ from experiments.config import (
     Config,
     ConfigError,
     apply_overrides,
-    check_run_args,
+    check_seed,
     config_defaults,
     smoke,
 )
@@ -104,7 +104,7 @@ def seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds: {text!r} is not a list like 0,1,2") from None
     for seed in seeds:
         try:
-            check_run_args(seed, 1)
+            check_seed(seed)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     return seeds

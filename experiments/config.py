@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from methods import METHODS
-from methods.base import check_config
+from methods.base import FLOAT32_MAX, check_config
 
 
 class ConfigError(ValueError):
@@ -232,15 +232,18 @@ def check_repeats(items: list[str] | tuple[str, ...], what: str) -> None:
         seen[key] = item
 
 
-FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
 BATCH_MAX = 2**24  # a batch is drawn as indices on the host: larger ones would not finish
 SEED_MAX = 2**63 - 1  # seeds are mixed into 64-bit generator seeds (`experiments.data.mix_seed`)
 
 
-def check_run_args(seed: int, nproc: int) -> None:
-    """The command line's seed and process count, before any work."""
+def check_seed(seed: int) -> None:
     if not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"seed: must be an integer in [0, 2^63 - 1], got {seed}")
+
+
+def check_run_args(seed: int, nproc: int) -> None:
+    """The command line's seed and process count, before any work."""
+    check_seed(seed)
     if nproc < 1:
         raise ConfigError(f"nproc: must be >= 1 (processes of the run), got {nproc}")
 

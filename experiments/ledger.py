@@ -167,17 +167,18 @@ def check(papers: list[Paper] | None = None) -> list[str]:
     from .configs import get, names
 
     papers = load() if papers is None else papers
-    problems, covered = [], set()
+    problems, covered, known = [], set(), set(names())
     for s in (s for p in papers for s in p.settings):
         for name in s.experiments:
-            if name not in names():
+            if name not in known:
                 problems.append(f"{s.where}: no experiment named {name!r}")
                 continue
             covered.add(name)
-            if not s.key or not applies(get(name), s.key):
+            cfg = get(name)
+            if not s.key or not applies(cfg, s.key):
                 continue
             try:
-                value = resolve(get(name), s.key)
+                value = resolve(cfg, s.key)
             except ConfigError as err:
                 problems.append(f"{s.where}: {name}: {err}")
                 continue
@@ -194,7 +195,7 @@ def check(papers: list[Paper] | None = None) -> list[str]:
             problems.append(f"{s.where}: held_by names no test: {s.held_by!r}")
         elif not (s.held_by or s.departure or s.note):
             problems.append(f"{s.where}: a behaviour needs held_by (a test), departure or note")
-    for name in names():
+    for name in sorted(known):
         if get(name).dataset in PAPER_DATASETS and name not in covered:
             problems.append(f"{name}: a paper-scale experiment that no ledger group lists")
     return problems

@@ -107,6 +107,9 @@ class NoConfig:
     """For methods without hyperparameters."""
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: settings reach float32
+
+
 def _unit(v: float) -> bool:
     return 0.0 <= v <= 1.0
 
@@ -150,7 +153,7 @@ def check_config(cfg: Any) -> list[tuple[str, str]]:
     choices = {**CHOICES, **getattr(type(cfg), "choices", {})}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= 3.4028234663852886e38):
+        if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
             bad.append((f.name, f"must be finite and within float32's range, got {v}"))
         elif f.name in choices and v not in choices[f.name]:
             bad.append((f.name, f"must be one of {', '.join(choices[f.name])}, got {v!r}"))
