@@ -27,7 +27,7 @@ from torch import Tensor
 
 from bilevel import frozen_norm_stats
 from experiments.data import mix_seed
-from experiments.train import Run, restore
+from experiments.train import Parts, restore
 
 from .comparisons import LABELS, label_spec
 from .context import Context, Need, snapshots
@@ -59,7 +59,7 @@ def _flat_grad(loss: Tensor, params: list[Tensor]) -> Tensor:
     )
 
 
-def ratio_at(run: Run, step: int, samples: int, seed: int = 0) -> dict[str, float]:
+def ratio_at(run: Parts, step: int, samples: int, seed: int = 0) -> dict[str, float]:
     """The Assumption-1 ratio of the run's current weights (`step` sets ramps)."""
     model, method = run.model, run.method
     params = [p for p in model.parameters() if p.requires_grad]

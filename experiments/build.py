@@ -25,7 +25,9 @@ from .models import MODELS
 
 
 @dataclass
-class Run:
+class Parts:
+    """What `build` makes of a config: data, model, optimizer, schedule, EMA, method, batches."""
+
     data: SSLData
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -120,7 +122,7 @@ def check_split(cfg: Config, world: int) -> None:
             )
 
 
-def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = None) -> Run:
+def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = None) -> Parts:
     """Everything a run needs, checked. `shard` (default: this process's place in
     `torch.distributed`'s group, if any): data parallel over several processes."""
     shard = Shard.current() if shard is None else shard
@@ -196,4 +198,4 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
     batches = BatchMaker(
         data, cls.views, sizes, seed, cfg.steps, device, cls.needs_holdout, shard, cfg.channels_last
     )
-    return Run(data, model, opt, sched, ema, method, batches, device)
+    return Parts(data, model, opt, sched, ema, method, batches, device)

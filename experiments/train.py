@@ -20,7 +20,7 @@ from bilevel import NonFiniteError, Shard
 from methods import Method
 
 from . import distributed
-from .build import Run, build, check_split, lr_factor  # noqa: F401 - the run's parts, re-exported
+from .build import Parts, build, check_split, lr_factor  # noqa: F401 - the run's parts, re-exported
 from .config import Config, as_dict, config_defaults
 from .data import batches, default_workers, mix_seed
 from .evaluate import evaluate, primary_metric
@@ -45,7 +45,7 @@ class Interrupted(KeyboardInterrupt):
         self.step, self.kept, self.path = step, kept, path
 
 
-def _evaluate_all(run: Run, cfg: Config) -> dict[str, float]:
+def _evaluate_all(run: Parts, cfg: Config) -> dict[str, float]:
     out = {}
     models = [("", run.model)] + ([("ema_", run.ema.module)] if run.ema is not None else [])
     for prefix, model in models:
@@ -56,7 +56,7 @@ def _evaluate_all(run: Run, cfg: Config) -> dict[str, float]:
     return out
 
 
-def _weights(run: Run) -> dict[str, Any]:
+def _weights(run: Parts) -> dict[str, Any]:
     """What a trained run is: model, EMA and method state (checkpoints and snapshots)."""
     return {
         "model": run.model.state_dict(),
@@ -65,7 +65,7 @@ def _weights(run: Run) -> dict[str, Any]:
     }
 
 
-def load_weights(run: Run, state: dict[str, Any]) -> None:
+def load_weights(run: Parts, state: dict[str, Any]) -> None:
     """Put a checkpoint's or snapshot's weights into a built run."""
     run.model.load_state_dict(state["model"])
     if run.ema is not None:
@@ -321,7 +321,7 @@ def config_from_json(stored: dict[str, Any]) -> tuple[Config, int, str]:
     return Config(**kw), int(stored["seed"]), str(stored.get("scale", "full"))
 
 
-def restore(path: Path, state_file: Path | None = None) -> tuple[Config, Run]:
+def restore(path: Path, state_file: Path | None = None) -> tuple[Config, Parts]:
     """The run in directory `path` rebuilt with the weights of `state_file` (default: its
     final checkpoint), for analysis."""
     rundir = RunDir(Path(path))
