@@ -7,7 +7,7 @@ NAME  ?=
 SEED  ?= 0
 SCALE ?= full
 ARGS  ?=
-# make sweep, and EXECUTOR= on check-meta, baselines and reproduce (analysis/cluster.py)
+# make sweep, and EXECUTOR= on check-meta, baselines and reproduce (analysis/sweep.py)
 PARALLEL ?= 2
 WAIT     ?= 1
 JOBS = $(if $(EXECUTOR),--executor $(EXECUTOR) --parallel $(PARALLEL))
@@ -40,7 +40,7 @@ exp: $(STAMP)
 
 sweep: $(STAMP)
 	@test -n "$(NAME)" || { echo 'usage: make sweep NAME=<experiment> [SEEDS=0,1,2] [GRID="key=v1,v2 ..."] [SCALE=smoke] [ARGS="key=value ..."] [EXECUTOR=local|slurm] [PARALLEL=2] [WAIT=0] [PARTITION=name] [GPUS=1] [CPUS=10] [TIME_MIN=1440]'; exit 2; }
-	$(PY) -m analysis.cluster $(NAME) --seeds $(or $(SEEDS),$(SEED)) --scale $(SCALE) \
+	$(PY) -m analysis.sweep $(NAME) --seeds $(or $(SEEDS),$(SEED)) --scale $(SCALE) \
 		--executor $(or $(EXECUTOR),local) --parallel $(PARALLEL) $(if $(filter 0,$(WAIT)),--no-wait) \
 		$(if $(GRID),--grid "$(GRID)") $(if $(PARTITION),--partition $(PARTITION)) \
 		$(if $(GPUS),--gpus $(GPUS)) $(if $(CPUS),--cpus $(CPUS)) $(if $(TIME_MIN),--time-min $(TIME_MIN)) $(ARGS)

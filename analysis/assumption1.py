@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bilevel import frozen_norm_stats
+from experiments.build import Parts
+from experiments.checkpoint import restore
 from experiments.data import mix_seed
-from experiments.train import Parts, restore
 
-from .comparisons import LABELS, label_spec
 from .context import Context, Need, snapshots
+from .meta_vs_base import LABELS, label_spec
 from .output import save_figure, save_table
 from .seeds import Spec
 

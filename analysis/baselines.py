@@ -12,9 +12,9 @@ import sys
 
 from experiments.cli import run_cli
 
-from .cluster import run_missing
 from .output import save_csv_md
 from .seeds import Spec, check_parser, collect_groups, runs_of, table
+from .sweep import run_missing
 
 DIGITS = ["supervised", "pseudo_label", "mean_teacher", "mixup", "fixmatch", "mixmatch"]
 FACES = ["supervised", "pseudo_label", "mean_teacher"]
@@ -35,7 +35,7 @@ def groups(digit_seeds: list[int], face_seeds: list[int]) -> list[tuple[list[Spe
 def main(argv: list[str] | None = None) -> None:
     args = check_parser(__doc__.split("\n")[0]).parse_args(argv)
     runs = groups(args.seeds, args.face_seeds)
-    run_missing(runs_of(runs), args.executor, args.parallel, args.scale)
+    run_missing(runs_of(runs, args.scale), args.executor, args.parallel)
     frame = collect_groups(runs, args.scale)
     shown = table(frame)[["run", "metric", "result", "seeds", "steps_per_s"]]
     text = shown.to_markdown(index=False, floatfmt=".1f")

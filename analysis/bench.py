@@ -49,8 +49,9 @@ import torch
 from experiments import configs, sources, standins, synthfaces
 from experiments.build import build, lr_factor
 from experiments.cli import run_cli
-from experiments.config import Config, apply_overrides
+from experiments.config import Config
 from experiments.data import batches, default_workers
+from experiments.run import Run
 from methods import METHODS
 
 EXPERIMENTS = (
@@ -190,7 +191,7 @@ def bench(
     data = ensure_data(names)
     rows = []
     for name in names:
-        meta = scaled(apply_overrides(configs.get(name), list(overrides)), scale, device)
+        meta = scaled(Run(name, overrides=overrides).config, scale, device)
         base = configs.base_config(meta)
         variants = [meta.estimator] + [e for e in estimators or [] if e != meta.estimator]
         runs = [(base, "-")] + [(replace(meta, estimator=e), e) for e in variants]

@@ -8,7 +8,7 @@ width 128; float64 (the precision check) at width 32, since float64 convolutions
 several times slower. The width is part of the problem name (cnn13-w128/a). The virtual
 step is SGD with momentum 0.9 and weight decay 5e-4 (fresh buffer), as in the papers' training.
 
-Also the two sweeps of `analysis.sweeps` (memory against K; `fd`'s error against r).
+Also the two sweeps of `analysis.compare_sweeps` (memory against K; `fd`'s error against r).
 
 Writes `results/estimators.csv` (problem, estimator, dtype, rel_error, cosine, ms, peak_mb;
 rel_error and cosine against `func` in the same dtype; ms the median and peak_mb the peak extra
@@ -43,7 +43,7 @@ from bilevel.examples import BUILDERS, Batch
 from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
 
-from . import sweeps
+from . import compare_sweeps
 from .measure import agreement, fast_allocator, median_ms, peak_mb
 from .oracles import torchopt_hypergradient
 
@@ -321,15 +321,17 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.device(args.device)
     cnn = _setups(args.width, args.batch, torch.float32, dev)[0]
     ks = tuple(int(k) for k in args.ks.split(","))
-    swept = sweeps.k_sweep(cnn, KINDS["a"], ks, dev)
+    swept = compare_sweeps.k_sweep(cnn, KINDS["a"], ks, dev)
     print(f"\n{cnn.name}/a, float32, against K:\n")
-    print(sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"])))
+    print(
+        compare_sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"]))
+    )
     radii = pd.concat(
-        sweeps.r_sweep(select(_setups(w, args.batch, getattr(torch, dt), dev), only), KINDS)
+        compare_sweeps.r_sweep(select(_setups(w, args.batch, getattr(torch, dt), dev), only), KINDS)
         for dt, w in widths.items()
     )
     print("\nfd's relative error against r:\n")
-    print(sweeps.save(radii, args.out, "fd_r", (["dtype", "problem"], "r", "rel_error")))
+    print(compare_sweeps.save(radii, args.out, "fd_r", (["dtype", "problem"], "r", "rel_error")))
     stems = ("estimators", "estimators_k", "fd_r")
     print("wrote " + ", ".join(str(args.out / f"{s}.csv") for s in stems) + " (+ .md, .png)")
 

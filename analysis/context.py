@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments import checkpoint
+from experiments.run import Run
 from experiments.rundir import RunDir
 
-from .seeds import Spec, is_done, metrics, run_path, summary
+from .seeds import Spec
 
 Need = tuple[Spec, int]
 
 
 def snapshots(path: Path) -> list[tuple[int, Path]]:
     """(step, file) of the run's snapshots; an error naming the run when it kept none."""
-    found = RunDir(Path(path)).snapshots()
+    found = checkpoint.snapshots(RunDir(Path(path)))
     if not found:
         raise FileNotFoundError(f"{path} has no snapshots/ (train it with snapshots=true)")
     return found
@@ -37,17 +39,23 @@ class Context:
     def smoke(self) -> bool:
         return self.scale == "smoke"
 
+    def run(self, spec: Spec, seed: int) -> Run:
+        return spec.run(seed, self.scale, self.root)
+
+    def runs(self, needs: list[Need]) -> list[Run]:
+        return [self.run(spec, seed) for spec, seed in needs]
+
     def path(self, spec: Spec, seed: int) -> Path:
-        return run_path(spec, seed, self.scale, self.root)
+        return self.run(spec, seed).path
 
     def done(self, spec: Spec, seed: int) -> bool:
-        return is_done(spec, seed, self.scale, self.root)
+        return self.run(spec, seed).is_done()
 
     def metrics(self, spec: Spec, seed: int) -> pd.DataFrame:
-        return metrics(spec, seed, self.scale, self.root)
+        return self.run(spec, seed).metrics()
 
     def summary(self, spec: Spec, seed: int) -> dict:
-        return summary(spec, seed, self.scale, self.root)
+        return self.run(spec, seed).summary()
 
     def final(self, spec: Spec, seed: int) -> float:
         """The run's primary test metric at the end of training."""

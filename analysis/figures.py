@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.cli import run_cli
+from experiments.run import unfinished
 
-from . import assumption1, comparisons, imputation, metagrad_theory, thresholds
+from . import assumption1, imputation, meta_vs_base, metagrad_theory, thresholds
 from .context import Context, Need
-from .seeds import command, job_options, seed_list, unfinished
+from .seeds import job_options, seed_list
 
 
 @dataclass(frozen=True)
@@ -64,20 +65,20 @@ FIGURES = [
     Figure(
         "error_vs_labels",
         "error vs number of labels",
-        comparisons.labels_needs,
-        comparisons.build_labels,
+        meta_vs_base.labels_needs,
+        meta_vs_base.build_labels,
     ),
     Figure(
         "estimators_matter",
         "error and time per estimator",
-        comparisons.estimators_needs,
-        comparisons.build_estimators,
+        meta_vs_base.estimators_needs,
+        meta_vs_base.build_estimators,
     ),
     Figure(
         "equal_time",
         "meta vs base at equal wall time",
-        comparisons.equal_time_needs,
-        comparisons.build_equal_time,
+        meta_vs_base.equal_time_needs,
+        meta_vs_base.build_equal_time,
     ),
 ]
 
@@ -115,7 +116,7 @@ def report_missing(ctx: Context, missing: dict[str, list]) -> None:
     for name, absent in missing.items():
         print(f"[{name}] not built: {len(absent)} run(s) missing:", file=sys.stderr)
         for spec, seed in absent:
-            print(f"  {command(spec, seed, ctx.scale)}", file=sys.stderr)
+            print(f"  {ctx.run(spec, seed).command()}", file=sys.stderr)
     scale = " SCALE=smoke" if ctx.smoke else ""
     print(f"make reproduce{scale} makes every missing run, then the figures", file=sys.stderr)
 
@@ -139,7 +140,7 @@ def parse(
 
 def main(argv: list[str] | None = None) -> int:
     ctx, figures, _ = parse(argv, __doc__.split("\n")[0])
-    unfinished(all_needs(ctx, figures), ctx.scale, ctx.root)  # stale runs: one message
+    unfinished(ctx.runs(all_needs(ctx, figures)))  # stale runs: one message
     missing = build_all(ctx, figures)
     if missing:
         report_missing(ctx, missing)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from experiments import configs
-from experiments.train import restore
+from experiments.checkpoint import restore
 
 from .context import Context, Need
 from .output import save_figure

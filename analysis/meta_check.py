@@ -18,9 +18,9 @@ import pandas as pd
 from experiments import configs
 from experiments.cli import run_cli
 
-from .cluster import run_missing
 from .output import save_csv_md
 from .seeds import Spec, check_parser, collect_groups, runs_of, table
+from .sweep import run_missing
 
 DATASETS = ("digits", "synthfaces")
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     groups = [(specs("digits"), args.seeds)]
     if not args.no_faces:
         groups.append((specs("synthfaces"), args.face_seeds))
-    run_missing(runs_of(groups), args.executor, args.parallel, args.scale)
+    run_missing(runs_of(groups, args.scale), args.executor, args.parallel)
     frame = collect_groups(groups, args.scale)
     text = pair_table(frame).to_markdown(index=False, disable_numparse=True)
     print(text)

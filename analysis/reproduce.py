@@ -12,24 +12,24 @@ import sys
 import time
 
 from experiments.cli import run_cli
+from experiments.run import unfinished
 
-from .cluster import run_missing
 from .figures import all_needs, build_all, parse, report_missing
-from .seeds import ensure_run, unfinished
+from .sweep import run_missing
 
 
 def main(argv: list[str] | None = None) -> int:
     ctx, figures, args = parse(argv, __doc__.split("\n")[0])
-    needs = all_needs(ctx, figures)
-    todo = unfinished(needs, ctx.scale, ctx.root)  # stale runs stop it before any training
+    needs = ctx.runs(all_needs(ctx, figures))
+    todo = unfinished(needs)  # stale runs stop it before any training
     print(f"{len(needs)} runs needed, {len(needs) - len(todo)} already finished", flush=True)
     start = time.perf_counter()
     if args.executor is not None:  # EXECUTOR=local|slurm: as submitit jobs
-        run_missing(todo, args.executor, args.parallel, ctx.scale)
-    for i, (spec, seed) in enumerate([] if args.executor else todo, 1):
+        run_missing(todo, args.executor, args.parallel)
+    for i, run in enumerate([] if args.executor else todo, 1):
         minutes = (time.perf_counter() - start) / 60
-        print(f"[{i}/{len(todo)}, {minutes:.1f} min] {spec.title} seed {seed}", flush=True)
-        ensure_run(spec, seed, ctx.scale, ctx.root)
+        print(f"[{i}/{len(todo)}, {minutes:.1f} min] {run.name} seed {run.seed}", flush=True)
+        run.ensure()
     missing = build_all(ctx, figures)
     print(f"reproduce took {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     if missing:  # only if a run did not finish, which ensure_run would have raised

@@ -6,24 +6,13 @@ Usable from a notebook (`collect`, `table`) and as the engine of the check comma
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from experiments import configs
-from experiments.config import (
-    Config,
-    ConfigError,
-    apply_overrides,
-    check_seed,
-    config_defaults,
-    smoke,
-)
-from experiments.rundir import RunDir, run_name
-from experiments.stop import StopRequest
-from experiments.train import stored_config, train
+from experiments.config import ConfigError, check_seed
+from experiments.run import Run, run_name
 
 
 @dataclass(frozen=True)
@@ -37,29 +26,11 @@ class Spec:
 
     @property
     def title(self) -> str:
-        return self.label or run_name(self.name, list(self.overrides))
+        return self.label or run_name(self.name, self.overrides)
 
-
-def config_of(spec: Spec, scale: str = "full") -> Config:
-    """The resolved config of `spec` (a bad key or value is a ConfigError here)."""
-    cfg = configs.get(spec.name)
-    return apply_overrides(smoke(cfg) if scale == "smoke" else cfg, list(spec.overrides))
-
-
-def ensure_run(
-    spec: Spec,
-    seed: int,
-    scale: str = "full",
-    root: Path | None = None,
-    progress: bool = True,
-    stop: StopRequest | None = None,
-) -> dict:
-    """The summary of `spec` at `seed`, training it first unless it already finished."""
-    if is_done(spec, seed, scale, root):
-        return summary(spec, seed, scale, root)
-    run_id = run_name(spec.name, list(spec.overrides), scale)
-    cfg = config_of(spec, scale)
-    return train(cfg, seed, scale, root=root, run_id=run_id, progress=progress, stop=stop)
+    def run(self, seed: int, scale: str = "full", root: Path | None = None) -> Run:
+        """This row's run at `seed` (`experiments.run.Run`: directory, config, status)."""
+        return Run(self.name, seed, scale, self.overrides, root)
 
 
 def collect(
@@ -69,7 +40,7 @@ def collect(
     rows = []
     for spec in specs:
         for seed in seeds:
-            s = ensure_run(spec, seed, scale, root)
+            s = spec.run(seed, scale, root).ensure()
             rows.append(
                 {
                     "run": spec.title,
@@ -91,9 +62,13 @@ def collect_groups(
     return pd.concat([collect(s, seeds, scale, root) for s, seeds in groups], ignore_index=True)
 
 
-def runs_of(groups: list[tuple[list[Spec], list[int]]]) -> list[tuple[Spec, int]]:
-    """Every (spec, seed) of `collect_groups`' groups."""
-    return [(spec, seed) for specs, seeds in groups for spec in specs for seed in seeds]
+def runs_of(
+    groups: list[tuple[list[Spec], list[int]]], scale: str = "full", root: Path | None = None
+) -> list[Run]:
+    """Every run of `collect_groups`' groups."""
+    return [
+        spec.run(seed, scale, root) for specs, seeds in groups for spec in specs for seed in seeds
+    ]
 
 
 def seed_list(text: str) -> list[int]:
@@ -127,7 +102,7 @@ def check_parser(description: str) -> argparse.ArgumentParser:
 
 
 def job_options(parser: argparse.ArgumentParser) -> None:
-    """--executor and --parallel: train missing runs as submitit jobs (analysis.cluster)."""
+    """--executor and --parallel: train missing runs as submitit jobs (analysis.sweep)."""
     parser.add_argument(
         "--executor",
         choices=("local", "slurm"),
@@ -155,72 +130,3 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
         for m, s, n in zip(out["mean"], out["std"], out["seeds"], strict=True)
     ]
     return out.reset_index()
-
-
-def run_path(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> Path:
-    """The run directory of `spec` at `seed`."""
-    return RunDir.for_run(run_name(spec.name, list(spec.overrides), scale), seed, root).path
-
-
-class StaleRun(ConfigError):
-    """Finished runs trained under settings that their experiment no longer resolves to."""
-
-    def __init__(self, stale: list[tuple[Path, list[str]]]) -> None:
-        self.stale = stale
-        shown = "; ".join(f"{path} (differs in {diff})" for path, diff in stale[:5])
-        more = f"; and {len(stale) - 5} more" if len(stale) > 5 else ""
-        super().__init__(
-            f"{len(stale)} finished run(s) of another config than their experiment resolves to "
-            f"now (a default or the experiment changed since): {shown}{more}; move them away "
-            "to retrain them under the current settings"
-        )
-
-
-def is_done(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> bool:
-    """Whether `spec` at `seed` has finished under its current config. A finished run of
-    another config (the experiment or a default changed since) is StaleRun, never read."""
-    path = run_path(spec, seed, scale, root)
-    if not (path / "summary.json").is_file():
-        return False
-    stored = stored_config(config_of(spec, scale), seed, scale)
-    diff = RunDir(path).config_diff(stored, config_defaults())
-    if diff:
-        raise StaleRun([(path, diff)])
-    return True
-
-
-def unfinished(
-    runs: list[tuple[Spec, int]], scale: str = "full", root: Path | None = None
-) -> list[tuple[Spec, int]]:
-    """The runs of `runs` still to train. A finished run whose config is not what its
-    experiment resolves to now is StaleRun, every such run named in one error (the check and
-    figure commands call this before any work)."""
-    todo, stale = [], []
-    for spec, seed in dict.fromkeys(runs):
-        try:
-            if not is_done(spec, seed, scale, root):
-                todo.append((spec, seed))
-        except StaleRun as err:
-            stale += err.stale
-    if stale:
-        raise StaleRun(stale)
-    return todo
-
-
-def command(spec: Spec, seed: int, scale: str = "full") -> str:
-    """The `make exp` command that trains `spec` at `seed`."""
-    parts = [f"make exp NAME={spec.name} SEED={seed}"]
-    if scale != "full":
-        parts.append(f"SCALE={scale}")
-    if spec.overrides:
-        parts.append(f'ARGS="{" ".join(spec.overrides)}"')
-    return " ".join(parts)
-
-
-def metrics(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> pd.DataFrame:
-    """metrics.csv of a run (columns step, split, metric, value)."""
-    return pd.read_csv(run_path(spec, seed, scale, root) / "metrics.csv")
-
-
-def summary(spec: Spec, seed: int, scale: str = "full", root: Path | None = None) -> dict:
-    return json.loads((run_path(spec, seed, scale, root) / "summary.json").read_text())

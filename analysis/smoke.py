@@ -37,8 +37,8 @@ from analysis.bench import EXPERIMENTS, ensure_data
 from bilevel import ESTIMATORS
 from experiments import configs
 from experiments.cli import run_cli
-from experiments.config import ConfigError, apply_overrides, smoke
-from experiments.train import train
+from experiments.config import ConfigError
+from experiments.run import Run
 from methods import METHODS
 
 DATASETS = ("digits", "synthfaces")  # what runs without downloads (generated here)
@@ -91,9 +91,7 @@ def one(name: str, override: str, device: str, steps: int, root: Path) -> dict:
     items = [f"device={device}", f"steps={steps}", f"eval_every={steps}", "tensorboard=false"]
     items += override.split()
     try:
-        run_cfg = apply_overrides(smoke(cfg), items)
-        run_id = f"{name}-{override}".replace(" ", "-")
-        summary = train(run_cfg, 0, "smoke", root=root, progress=False, run_id=run_id)
+        summary = Run(name, 0, "smoke", tuple(items), root).train(progress=False)
     except ConfigError as err:
         return row | {"status": "refused", "ms_per_step": float("nan"), "message": str(err)}
     except Exception as err:  # a smoke check reports every failure, with its origin, and goes on

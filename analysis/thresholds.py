@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments.train import restore
+from experiments.checkpoint import restore
 from methods.base import training_mode
 
 from .context import Context, Need, snapshots

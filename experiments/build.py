@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -38,20 +39,43 @@ class Parts:
     device: torch.device
 
 
+# The lr schedules a config may name (`schedule`): each the factor at step t after the warm-up's,
+# given the config and the warm-up's length w in steps.
+SCHEDULES: dict[str, Callable[[Config, int, int], float]] = {
+    "constant": lambda cfg, t, w: 1.0,
+    "step": lambda cfg, t, w: cfg.gamma ** sum(t >= m * cfg.steps for m in cfg.milestones),
+    "cosine": lambda cfg, t, w: math.cos(7 * math.pi * t / (16 * cfg.steps)),
+    # to 0 after the warm-up
+    "cosine_annealing": lambda cfg, t, w: (
+        0.5 * (1 + math.cos(math.pi * (t - w) / max(1, cfg.steps - w))) if t >= w else 1.0
+    ),
+}
+
+
 def lr_factor(cfg: Config, step: int) -> float:
     """Linear warm-up (t + o)/w over the first w steps, o = `warmup_offset` (1: the first step
     at lr/w; 0: at lr 0, as the Meta-Gradient authors' CIFAR scripts), then constant, step
     (×gamma from each milestone on), FixMatch's cosine cos(7πt/16T), or cosine annealing
-    ½(1 + cos(π(t − w)/(T − w))) to 0 after the warm-up w."""
+    ½(1 + cos(π(t − w)/(T − w))) to 0 after the warm-up w (`SCHEDULES`)."""
     warm = int(cfg.warmup * cfg.steps)
     scale = (step + cfg.warmup_offset) / warm if warm and step < warm else 1.0
-    if cfg.schedule == "step":
-        scale *= cfg.gamma ** sum(step >= m * cfg.steps for m in cfg.milestones)
-    elif cfg.schedule == "cosine":
-        scale *= math.cos(7 * math.pi * step / (16 * cfg.steps))
-    elif cfg.schedule == "cosine_annealing" and step >= warm:  # to 0 after the warm-up
-        scale *= 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-    return scale
+    return scale * SCHEDULES[cfg.schedule](cfg, step, warm)
+
+
+# The optimizers a config may name (`optimizer`), each built from the config's settings.
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.Tensor], Config], torch.optim.Optimizer]] = {
+    "sgd": lambda params, cfg: torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+    ),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "adamw": lambda params, cfg: torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay
+    ),
+}
 
 
 def _model(cfg: Config, src: sources.Source, device: torch.device) -> torch.nn.Module:
@@ -159,18 +183,7 @@ def build(cfg: Config, seed: int, scale: str = "full", shard: Shard | None = Non
     model = _model(cfg, src, device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    params = model.parameters()
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            nesterov=cfg.nesterov,
-        )
-    else:
-        adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     teacher = ema.module if ema is not None else None

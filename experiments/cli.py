@@ -1,10 +1,7 @@
 """Command-line endings: a bad setting, bad data, an I/O problem, a diverged run or Ctrl-C ends
-in one `error:` (or `interrupted`) paragraph and an exit status, never a traceback.
-
-    exit 2    configuration, data, file-system or checkpoint error (nothing was trained)
-    exit 1    the run diverged (its directory keeps the last checkpoint)
-    exit 130  Ctrl-C (the run directory keeps its last checkpoint; the same command resumes)
-    exit 143  SIGTERM (a checkpoint of the step it was in is written; the same command resumes)
+in one `error:` (or `interrupted`) paragraph and the exit status its error declares
+(`experiments.errors`: 2 nothing was trained, 1 diverged, 130 Ctrl-C, 143 SIGTERM), never a
+traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .config import ConfigError
-from .sources import DataError
-from .stop import Stopped
-from .train import Diverged, Interrupted
+from .errors import ConfigError, DataError, Diverged, Interrupted, Stopped
 
 
 def run_cli(main: Callable[[], int | None], again: str = "The same command") -> int:
@@ -36,7 +30,7 @@ def _run_cli(main: Callable[[], int | None], again: str) -> int:
         return main() or 0
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return err.status
     except OSError as err:  # an unwritable RUNS_ROOT, a full disk, a file where a folder goes
         print(
             f"error: {err} (a file-system problem at that path: permissions, free space, or a "
@@ -46,7 +40,7 @@ def _run_cli(main: Callable[[], int | None], again: str) -> int:
         return 2
     except Diverged as err:
         print(f"\nerror: {err}", file=sys.stderr)
-        return 1
+        return err.status
     except Interrupted as err:
         where = f"step {err.kept}" if err.kept else "the start (no checkpoint yet)"
         print(
@@ -54,10 +48,10 @@ def _run_cli(main: Callable[[], int | None], again: str) -> int:
             f"{again} resumes from {where}.",
             file=sys.stderr,
         )
-        return 130
+        return err.status
     except Stopped as err:
         print(f"\n{err}. {again} resumes from step {err.step}.", file=sys.stderr)
-        return 143
+        return err.status
     except KeyboardInterrupt:
         print("\ninterrupted (no run was training; nothing to resume)", file=sys.stderr)
         return 130

@@ -14,11 +14,11 @@ import signal
 import sys
 
 from . import configs, distributed, launch
+from .build import check_split
 from .cli import run_cli
-from .config import apply_overrides, check_run_args, smoke
-from .rundir import run_name
+from .config import check_run_args
+from .run import Run
 from .stop import StopRequest
-from .train import check_split, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,29 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.list or not args.name:
         print("experiments:\n  " + "\n  ".join(configs.names()))
         return 0 if args.list else 2
-    again = " ".join(
-        [f"make exp NAME={args.name} SEED={args.seed}"]
-        + ([f"SCALE={args.scale}"] if args.scale != "full" else [])
-        + ([f'ARGS="{" ".join(args.overrides)}"'] if args.overrides else [])
-        + ([f"NPROC={args.nproc}"] if args.nproc != 1 else [])
-    )
-    return run_cli(lambda: _run(args, argv), f"`{again}`")
+    run = Run(args.name, args.seed, args.scale, tuple(args.overrides))
+    return run_cli(lambda: _run(run, args, argv), f"`{run.command(args.nproc)}`")
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _run(run: Run, args: argparse.Namespace, argv: list[str] | None) -> int:
     check_run_args(args.seed, args.nproc)
-    cfg = configs.get(args.name)
-    cfg = smoke(cfg) if args.scale == "smoke" else cfg
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = run.config  # an unknown experiment, key or bad value stops here
     if args.nproc > 1 and not distributed.in_group():  # start the processes, each runs main
         check_split(cfg, args.nproc)
         return launch.launch(args.nproc, sys.argv[1:] if argv is None else argv, main)
     distributed.init()
-    run_id = run_name(args.name, args.overrides, args.scale)
     with StopRequest.on(signal.SIGTERM) as stop:  # `kill`: checkpoint this step, then stop
-        summary = train(
-            cfg, args.seed, args.scale, progress=not args.quiet, run_id=run_id, stop=stop
-        )
+        summary = run.train(progress=not args.quiet, stop=stop)
     if "final" in summary:  # rank 0
         keys = ("run", "seed", "final", "wall_time_s", "nproc")
         print(json.dumps({k: summary[k] for k in keys}, indent=2))

@@ -11,15 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from methods import METHODS
 from methods.base import FLOAT32_MAX, check_config
 
-
-class ConfigError(ValueError):
-    """A bad experiment setting; the message names the key."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -263,9 +262,19 @@ def smoke(cfg: Config) -> Config:
     )
 
 
-def validate(cfg: Config) -> None:
-    from bilevel import ESTIMATORS
+def _either(names: Iterable[str]) -> str:
+    """The names of a choice as a message lists them: "a, b or c"."""
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}" if rest else last
 
+
+def validate(cfg: Config) -> None:
+    # each choice is offered by its owner: the schedules and optimizers by what builds them,
+    # the amp modes by the methods' autocast
+    from bilevel import ESTIMATORS
+    from methods.base import AMP
+
+    from .build import OPTIMIZERS, SCHEDULES
     from .models import MODELS, check_args
     from .sources import DATASETS
 
@@ -288,16 +297,8 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.steps > 0, "steps", "steps must be > 0"),
         (cfg.lr > 0, "lr", "lr must be > 0"),
-        (
-            cfg.optimizer in ("sgd", "adam", "adamw"),
-            "optimizer",
-            "optimizer must be sgd, adam or adamw",
-        ),
-        (
-            cfg.schedule in ("constant", "step", "cosine", "cosine_annealing"),
-            "schedule",
-            "schedule must be constant, step, cosine or cosine_annealing",
-        ),
+        (cfg.optimizer in OPTIMIZERS, "optimizer", f"optimizer must be {_either(OPTIMIZERS)}"),
+        (cfg.schedule in SCHEDULES, "schedule", f"schedule must be {_either(SCHEDULES)}"),
         (
             all(0 < m < 1 for m in cfg.milestones),
             "milestones",
@@ -353,9 +354,9 @@ def validate(cfg: Config) -> None:
         (cfg.workers >= -1, "workers", "workers must be >= 0, or -1 for the default"),
         (cfg.image_size >= 1, "image_size", "image_size must be >= 1"),
         (
-            cfg.amp in ("none", "bf16"),
+            cfg.amp in AMP,
             "amp",
-            "amp must be none or bf16 (fp16 would need a gradient scaler, not supported)",
+            f"amp must be {_either(AMP)} (fp16 would need a gradient scaler, not supported)",
         ),
         (0 <= cfg.momentum < 1, "momentum", "momentum must be in [0, 1)"),
         (cfg.weight_decay >= 0, "weight_decay", "weight_decay must be >= 0"),

@@ -1,11 +1,10 @@
-"""The run directory `runs/<name>[+<key=value>…][+smoke]/seed<seed>/` and its atomic files.
+"""The run directory `runs/<name>[+<key=value>…][+smoke]/seed<seed>/` (named by
+`experiments.run`), its lock and its atomic files.
 
     config.json   every resolved setting, written first
     metrics.csv   long format: step,split,metric,value
     summary.json  final and best figures, wall time, steps per second
-    ckpt.pt       model, EMA, optimizer, scheduler, method state, step, RNG states, metrics, config
-    ckpt.prev.pt  the checkpoint before it, kept until a new one is written and verified
-    snapshots/step<N>.pt   model, EMA and method state at each evaluation (config `snapshots`)
+    ckpt.pt, ckpt.prev.pt, snapshots/   the checkpoints (`experiments.checkpoint`)
     tb/           TensorBoard event files of the metrics.csv rows (config `tensorboard`)
     .lock         held by the one process that writes the run (its pid and host inside)
 
@@ -17,58 +16,41 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import hashlib
 import io
 import json
 import os
-import pickle
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .config import RUNTIME, ConfigError, differing
-
-# what every checkpoint holds (`experiments.train`): a file without them is not one
-CHECKPOINT_KEYS = ("model", "step", "config")
-# what torch.load raises on a truncated, empty or garbage file
-UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
-
-
-class RunLocked(ConfigError):
-    """Another process writes this run directory."""
-
-
-class CheckpointError(ConfigError):
-    """No usable checkpoint, or one that belongs to another run."""
+from .config import Config, ConfigError, as_dict, differing
+from .errors import RunLocked
 
 
 def runs_root() -> Path:
     return Path(os.environ.get("RUNS_ROOT", "runs"))
 
 
-def run_name(name: str, overrides: list[str], scale: str = "full") -> str:
-    """The directory name of a run: the experiment, then its command-line changes, so that
-    `ARGS="estimator=fd"` or `SCALE=smoke` never collide with the default run. Settings that
-    do not change a run's numbers (`config.RUNTIME`: `workers`, `tensorboard`) are not part of
-    it, so that a run resumed without them is the same run."""
-    changes = [o for o in overrides if o.partition("=")[0] not in RUNTIME]
-    parts = [name, *sorted(o.replace("/", "_") for o in changes)]
-    if len("+".join(parts).encode()) > 200:  # file systems allow 255 bytes a name
-        digest = hashlib.sha256("+".join(parts[1:]).encode()).hexdigest()[:16]
-        parts = [name, f"changes-{digest}"]  # config.json lists every setting
-    if scale != "full":
-        parts.append(scale)
-    return "+".join(parts)
+def stored_config(cfg: Config, seed: int, scale: str) -> dict[str, Any]:
+    """What a run's config.json and checkpoints hold: every setting, the seed and the scale."""
+    return {**as_dict(cfg), "seed": seed, "scale": scale}
 
 
-def _write_temp(path: Path, data: bytes) -> Path:
+def config_from_json(stored: dict[str, Any]) -> tuple[Config, int, str]:
+    """(config, seed, scale) from a run's config.json (settings added later take defaults)."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    kw = {k: v for k, v in stored.items() if k in known}
+    kw["milestones"] = tuple(kw.get("milestones", ()))
+    return Config(**kw), int(stored["seed"]), str(stored.get("scale", "full"))
+
+
+def write_temp(path: Path, data: bytes) -> Path:
     """`data` in a new temporary file beside `path`, synced to disk and read back to verify;
     nothing is left behind if writing fails (a full disk, a kill leaves at most the temp)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -91,14 +73,8 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def _torch_bytes(state: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    os.replace(_write_temp(path, data), path)
+def atomic_write(path: Path, data: bytes) -> None:
+    os.replace(write_temp(path, data), path)
 
 
 class RunDir:
@@ -179,71 +155,11 @@ class RunDir:
         return differing({**added, **old}, config)
 
     def write_json(self, name: str, obj: Any) -> None:
-        _atomic_write(self.file(name), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(self.file(name), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
     def write_metrics(self, rows: list[tuple[int, str, str, float]]) -> None:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["step", "split", "metric", "value"])
         writer.writerows(rows)
-        _atomic_write(self.file("metrics.csv"), buf.getvalue().encode())
-
-    def _save_torch(self, name: str, state: dict[str, Any]) -> None:
-        _atomic_write(self.file(name), _torch_bytes(state))
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write and verify the new checkpoint, then keep the old one as ckpt.prev.pt."""
-        path = self.file("ckpt.pt")
-        tmp = _write_temp(path, _torch_bytes(state))
-        if path.is_file():
-            os.replace(path, self.file("ckpt.prev.pt"))
-        os.replace(tmp, path)
-
-    def save_snapshot(self, step: int, state: dict[str, Any]) -> None:
-        (self.path / "snapshots").mkdir(exist_ok=True)
-        self._save_torch(f"snapshots/step{step:07d}.pt", state)
-
-    def snapshots(self) -> list[tuple[int, Path]]:
-        """(step, path) of the kept snapshots, in step order."""
-        found = sorted((self.path / "snapshots").glob("step*.pt"))
-        return [(int(p.stem.removeprefix("step")), p) for p in found]
-
-    def load_checkpoint(self, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """The latest readable checkpoint (ckpt.pt, else ckpt.prev.pt with a message), or None.
-        With `config`, a checkpoint of another config or seed is refused."""
-        found = [self.file(n) for n in ("ckpt.pt", "ckpt.prev.pt") if self.file(n).is_file()]
-        problems = []
-        for path in found:
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except UNREADABLE as err:  # try the previous checkpoint
-                problems.append(f"{path} is unreadable ({type(err).__name__}: {err})")
-                continue
-            missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-            if missing:  # e.g. a bare model state_dict saved over it
-                problems.append(f"{path} is not a checkpoint of this toolkit (no {missing})")
-                continue
-            if problems:
-                print(
-                    f"warning: {problems[-1]}; resuming from {path} (step {state['step']})",
-                    file=sys.stderr,
-                )
-            if config is not None:
-                self._check_owner(path, state, config)
-            return state
-        if problems:
-            raise CheckpointError(
-                "; ".join(problems) + f". Remove {self.path} to start this run again."
-            )
-        return None
-
-    def _check_owner(self, path: Path, state: dict[str, Any], config: dict[str, Any]) -> None:
-        stored = json.loads(json.dumps(state.get("config", {})))
-        config = json.loads(json.dumps(config))
-        common = [k for k in config if k in stored]
-        differ = differing({k: stored[k] for k in common}, {k: config[k] for k in common})
-        if differ:
-            shown = ", ".join(f"{k}={stored[k]!r} (this run: {config[k]!r})" for k in differ)
-            raise CheckpointError(
-                f"{path} belongs to another run: {shown}. Move it away or remove {self.path}."
-            )
+        atomic_write(self.file("metrics.csv"), buf.getvalue().encode())

@@ -24,13 +24,10 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from . import synthfaces
+from .errors import DataError
 from .imagefolder import ImageFiles
 
 FACE_SIZE = 60
-
-
-class DataError(RuntimeError):
-    """Missing or malformed data, with a message that says what to do."""
 
 
 @dataclass

@@ -12,16 +12,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-
-class Stopped(Exception):
-    """Training stopped on request after writing a checkpoint at step `step`."""
-
-    def __init__(self, reason: str, step: int, path: Path) -> None:
-        super().__init__(f"{reason}: checkpoint written at step {step} in {path}")
-        self.reason, self.step, self.path = reason, step, path
+from .errors import Stopped  # noqa: F401 - raised by the training loop, re-exported
 
 
 class StopRequest:

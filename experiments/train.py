@@ -6,8 +6,6 @@ alone, so a run resumed from `ckpt.pt` ends with exactly the numbers of an unint
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,30 +17,19 @@ from tqdm import tqdm
 from bilevel import NonFiniteError, Shard
 from methods import Method
 
-from . import distributed
-from .build import Parts, build, check_split, lr_factor  # noqa: F401 - the run's parts, re-exported
-from .config import Config, as_dict, config_defaults
+from . import checkpoint, distributed
+from .build import Parts, build
+from .config import Config, config_defaults
 from .data import batches, default_workers, mix_seed
+from .errors import Diverged, Interrupted, Stopped
 from .evaluate import evaluate, primary_metric
 from .events import Events
-from .rundir import RunDir
-from .stop import Stopped, StopRequest
+from .rundir import RunDir, stored_config
+from .stop import StopRequest
 
 # steps between reads of the device's logs: the divergence check and the progress bar (also at
 # every evaluation, before its checkpoint is written)
 CHECK_EVERY = 50
-
-
-class Diverged(RuntimeError):
-    """The training loss stopped being finite; the run directory keeps the last checkpoint."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training: where it stopped and which checkpoint a rerun resumes from."""
-
-    def __init__(self, step: int, kept: int, path: Path) -> None:
-        super().__init__(step, kept, path)
-        self.step, self.kept, self.path = step, kept, path
 
 
 def _evaluate_all(run: Parts, cfg: Config) -> dict[str, float]:
@@ -54,23 +41,6 @@ def _evaluate_all(run: Parts, cfg: Config) -> dict[str, float]:
             for metric, value in evaluate(model, part, run.batches, cfg.eval_limit).items():
                 out[f"{split}/{prefix}{metric}"] = value
     return out
-
-
-def _weights(run: Parts) -> dict[str, Any]:
-    """What a trained run is: model, EMA and method state (checkpoints and snapshots)."""
-    return {
-        "model": run.model.state_dict(),
-        "ema": run.ema.state_dict() if run.ema is not None else None,
-        "method": run.method.state_dict(),
-    }
-
-
-def load_weights(run: Parts, state: dict[str, Any]) -> None:
-    """Put a checkpoint's or snapshot's weights into a built run."""
-    run.model.load_state_dict(state["model"])
-    if run.ema is not None:
-        run.ema.load_state_dict(state["ema"])
-    run.method.load_state_dict(state["method"])
 
 
 def _checkpoint_step(rows: list) -> int:
@@ -118,22 +88,10 @@ class _Watch:
         return f"the training loss is not finite at step {bad + 1} ({terms})"
 
 
-def _state(run, done, rows, best, elapsed, resumes, stored, extra=None) -> dict[str, Any]:
-    """What `ckpt.pt` holds after step `done`: weights, optimizer and schedule, the metrics so
-    far, the best evaluation, time, the full config (and `extra`: log sums between evaluations)."""
-    return {
-        **_weights(run),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "step": done,
-        "metrics": rows,
-        "best": best,
-        "elapsed": elapsed,
-        "resumes": resumes,
-        "rng": {"torch": torch.get_rng_state()},
-        "config": stored,
-        **(extra or {}),
-    }
+def _progress(rows: list, best: dict | None, elapsed: float, resumes: int) -> dict[str, Any]:
+    """The training loop's part of a checkpoint: the metrics so far, the best evaluation, the
+    time that reached a checkpoint, and how often the run resumed."""
+    return {"metrics": rows, "best": best, "elapsed": elapsed, "resumes": resumes}
 
 
 def _reason(stop: StopRequest | None) -> str:
@@ -176,22 +134,15 @@ def train(
         return _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop)
 
 
-def stored_config(cfg: Config, seed: int, scale: str) -> dict[str, Any]:
-    """What a run's config.json and checkpoints hold."""
-    return {**as_dict(cfg), "seed": seed, "scale": scale}
-
-
 def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dict[str, Any]:
     shard = run.method.shard
     lead = shard.rank == 0  # writes files, evaluates, shows progress
-    state = rundir.load_checkpoint(stored)
+    state = checkpoint.load(rundir, stored)
     start, rows, best, elapsed, resumes = 0, [], None, 0.0, 0
     running: dict[str, Any] = {}  # sums of the logs since the last evaluation (on the device)
     counts: dict[str, int] = defaultdict(int)
     if state is not None:
-        load_weights(run, state)
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.resume(run, state)
         start, rows, best, elapsed = (
             state["step"],
             state["metrics"],
@@ -253,9 +204,8 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 every = distributed.gather_logs(running, shard)
                 extra = {"running": every, "counts": dict(counts)}
                 if lead:
-                    rundir.save_checkpoint(
-                        _state(run, done, rows, best, partial, resumes, stored, extra)
-                    )
+                    progress = _progress(rows, best, partial, resumes) | extra
+                    checkpoint.save(rundir, checkpoint.state(run, done, progress, stored))
                 raise Stopped(_reason(stop), done, rundir.path)
             if not evaluate_now:
                 continue
@@ -272,9 +222,10 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
                 if best is None or results[f"val/{key}"] < best[f"val/{key}"]:
                     best = {"step": done, **results}
                 if cfg.snapshots:
-                    rundir.save_snapshot(done, _weights(run))
+                    checkpoint.save_snapshot(rundir, done, run)
                 events.write([r for r in rows if r[0] == done])  # purged on resume if ahead
-                rundir.save_checkpoint(_state(run, done, rows, best, elapsed, resumes, stored))
+                progress = _progress(rows, best, elapsed, resumes)
+                checkpoint.save(rundir, checkpoint.state(run, done, progress, stored))
                 rundir.write_metrics(rows)  # after the checkpoint: never ahead of it
             running.clear()
             counts.clear()
@@ -311,25 +262,3 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
     }
     rundir.write_json("summary.json", summary)
     return summary
-
-
-def config_from_json(stored: dict[str, Any]) -> tuple[Config, int, str]:
-    """(config, seed, scale) from a run's config.json (settings added later take defaults)."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    kw = {k: v for k, v in stored.items() if k in known}
-    kw["milestones"] = tuple(kw.get("milestones", ()))
-    return Config(**kw), int(stored["seed"]), str(stored.get("scale", "full"))
-
-
-def restore(path: Path, state_file: Path | None = None) -> tuple[Config, Parts]:
-    """The run in directory `path` rebuilt with the weights of `state_file` (default: its
-    final checkpoint), for analysis."""
-    rundir = RunDir(Path(path))
-    config = rundir.file("config.json")
-    if not config.is_file():
-        raise FileNotFoundError(f"{config} not found: {path} is not a run directory")
-    cfg, seed, scale = config_from_json(json.loads(config.read_text()))
-    run = build(cfg, seed, scale)
-    state_file = state_file or rundir.file("ckpt.pt")
-    load_weights(run, torch.load(state_file, map_location=run.device, weights_only=False))
-    return cfg, run

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -78,7 +78,8 @@ class Batch:
         return self.map(shard.part) if shard.parallel else self
 
 
-AMP = ("none", "bf16")  # fp16 would need a gradient scaler, which is not supported
+# the `amp` modes `Method.autocast` implements (fp16 would need a gradient scaler: not supported)
+AMP = ("none", "bf16")
 
 
 def ema_decay(step: int, decay: float) -> float:
@@ -114,52 +115,48 @@ def _unit(v: float) -> bool:
     return 0.0 <= v <= 1.0
 
 
-# Method hyperparameters are checked by field name, for every method (`check_config`).
-RULES: dict[str, tuple[Any, str]] = {
-    "threshold": (_unit, "a probability in [0, 1]"),
-    "ramp": (_unit, "a fraction of training in [0, 1]"),
-    "weight": (lambda v: v >= 0, ">= 0"),
-    "ict_weight": (lambda v: v >= 0, ">= 0"),
-    "meta_lr": (lambda v: v >= 0, ">= 0"),
-    "meta_scale": (lambda v: v >= 0, ">= 0"),
-    "meta_weight_decay": (lambda v: v >= 0, ">= 0"),
-    "post_decay": (lambda v: v >= 0, ">= 0"),
-    "inner_lr_scale": (lambda v: v > 0, "> 0"),
-    "temperature": (lambda v: v > 0, "> 0"),
-    "sharpness": (lambda v: v > 0, "> 0"),
-    "alpha": (lambda v: v > 0, "> 0 (a Beta parameter)"),
-    "beta": (lambda v: v > 0, "> 0 (a Beta parameter)"),
-    "gamma": (lambda v: v > 0, "> 0 (a Beta parameter)"),
-    "hidden": (lambda v: v >= 1, ">= 1"),
-    "k": (lambda v: v >= 1, ">= 1"),
-    "log_every": (lambda v: v >= 1, ">= 1"),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "variant": ("v1", "v2"),
-    # whose iteration a meta method runs (its Config may narrow this with a `choices` ClassVar):
-    # the toolkit's (the real optimizer's virtual step), the authors' public code's, or, where no
-    # code is public, the paper's algorithm
-    "protocol": ("toolkit", "authors", "paper"),
-    "objective": ("alg1", "mixup"),
-    "weighting": ("mixed", "raw"),
-}
+class Rule(NamedTuple):
+    """What a numeric hyperparameter must be: `ok(value)`, and `what` for the error message."""
+
+    ok: Callable[[Any], bool]
+    what: str
+
+
+PROBABILITY = Rule(_unit, "a probability in [0, 1]")
+FRACTION = Rule(_unit, "a fraction of training in [0, 1]")  # of `steps` (a ramp)
+NON_NEGATIVE = Rule(lambda v: v >= 0, ">= 0")
+POSITIVE = Rule(lambda v: v > 0, "> 0")
+BETA_SHAPE = Rule(lambda v: v > 0, "> 0 (a Beta parameter)")  # the shape γ of Beta(γ, γ)
+AT_LEAST_ONE = Rule(lambda v: v >= 1, ">= 1")
+
+
+def hp(default: Any, rule: Rule | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A method hyperparameter: a dataclass field with its default and what it must be (a
+    numeric `rule` or one of `choices`), which `check_config` checks. A Config that narrows an
+    inherited field's choices declares the field again."""
+    return field(default=default, metadata={"rule": rule, "choices": choices})
 
 
 def check_config(cfg: Any) -> list[tuple[str, str]]:
     """(field, what it must be) for each hyperparameter of `cfg` that is out of range: floats
-    finite, the ranges of `RULES` and the choices of `CHOICES` (or of the dataclass's own
-    `choices` ClassVar, which takes precedence)."""
+    finite, and each field's own `rule` or `choices` (declared with `hp`)."""
     bad = []
-    choices = {**CHOICES, **getattr(type(cfg), "choices", {})}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
+        rule, choices = f.metadata.get("rule"), f.metadata.get("choices", ())
         if isinstance(v, float) and not (math.isfinite(v) and abs(v) <= FLOAT32_MAX):
             bad.append((f.name, f"must be finite and within float32's range, got {v}"))
-        elif f.name in choices and v not in choices[f.name]:
-            bad.append((f.name, f"must be one of {', '.join(choices[f.name])}, got {v!r}"))
-        elif f.name in RULES and isinstance(v, int | float) and not RULES[f.name][0](v):
-            bad.append((f.name, f"must be {RULES[f.name][1]}, got {v}"))
+        elif choices and v not in choices:
+            bad.append((f.name, f"must be one of {', '.join(choices)}, got {v!r}"))
+        elif rule is not None and isinstance(v, int | float) and not rule.ok(v):
+            bad.append((f.name, f"must be {rule.what}, got {v}"))
     return bad
+
+
+def choices_of(cfg: Any, name: str) -> tuple[str, ...]:
+    """The values field `name` of the config dataclass `cfg` may take (none declared: ())."""
+    found = [f for f in fields(cfg) if f.name == name] if is_dataclass(cfg) else []
+    return found[0].metadata.get("choices", ()) if found else ()
 
 
 @dataclass

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Batch, Method, linear_ramp
+from .base import BETA_SHAPE, FRACTION, NON_NEGATIVE, Batch, Method, hp, linear_ramp
 from .task import one_hot, soft_cross_entropy
 
 
 @dataclass
 class EmaMixupConfig:
-    beta: float = 1.0  # Beta(β, β) of both mixups
-    ict_weight: float = 0.0  # optional ICT consistency term (Eq. 14)
-    ramp: float = 0.4  # ramp of the ICT term
+    beta: float = hp(1.0, BETA_SHAPE)  # Beta(β, β) of both mixups
+    ict_weight: float = hp(0.0, NON_NEGATIVE)  # optional ICT consistency term (Eq. 14)
+    ramp: float = hp(0.4, FRACTION)  # ramp of the ICT term
 
 
 @dataclass

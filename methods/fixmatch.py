@@ -19,14 +19,14 @@ from torch import Tensor
 from bilevel import Shard
 from bilevel.parallel import LOCAL
 
-from .base import Batch, Method
+from .base import NON_NEGATIVE, POSITIVE, PROBABILITY, Batch, Method, hp
 
 
 @dataclass
 class FixMatchConfig:
-    weight: float = 1.0
-    threshold: float = 0.95
-    temperature: float = 1.0
+    weight: float = hp(1.0, NON_NEGATIVE)
+    threshold: float = hp(0.95, PROBABILITY)
+    temperature: float = hp(1.0, POSITIVE)
 
 
 def pseudo_label_counts(

@@ -32,14 +32,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from bilevel import Evaluator, ImputedTargets
 
-from .base import Batch, Step, ema_decay, frozen_norm_stats
+from .base import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Batch,
+    Step,
+    ema_decay,
+    frozen_norm_stats,
+    hp,
+)
 from .mean_teacher import MeanTeacher, MeanTeacherConfig
 from .meta import MetaMethod, renormalise
 from .pseudo_label import PseudoLabel, PseudoLabelConfig
@@ -48,13 +56,13 @@ from .task import one_hot
 
 @dataclass
 class ImputeFields:
-    variant: str = "v1"  # v1 | v2
-    protocol: str = "toolkit"  # toolkit | authors
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("toolkit", "authors")}
-    meta_lr: float = 1.0  # η_z (V1) / scale of the ψ-gradient (V2)
-    inner_lr_scale: float = 1.0  # virtual step lr = lr × this
-    post_decay: float = 0.0  # authors: θ ← θ(1 − post_decay·lr) after the iteration
-    log_every: int = 10
+    variant: str = hp("v1", choices=("v1", "v2"))
+    protocol: str = hp("toolkit", choices=("toolkit", "authors"))
+    meta_lr: float = hp(1.0, NON_NEGATIVE)  # η_z (V1) / scale of the ψ-gradient (V2)
+    inner_lr_scale: float = hp(1.0, POSITIVE)  # virtual step lr = lr × this
+    # authors: θ ← θ(1 − post_decay·lr) after the iteration
+    post_decay: float = hp(0.0, NON_NEGATIVE)
+    log_every: int = hp(10, AT_LEAST_ONE)
 
 
 @dataclass

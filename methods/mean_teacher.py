@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
+from .base import FRACTION, NON_NEGATIVE, hp
 from .pseudo_label import PseudoLabel
 
 
 @dataclass
 class MeanTeacherConfig:
-    weight: float = 1.0
-    ramp: float = 0.4
+    weight: float = hp(1.0, NON_NEGATIVE)
+    ramp: float = hp(0.4, FRACTION)
 
 
 class MeanTeacher(PseudoLabel):

@@ -12,7 +12,7 @@ from bilevel.estimators.analytic import check_one_layer
 from bilevel.hypergrad import finite_flags, non_finite_message
 from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
 
-from .base import Method, add_grads
+from .base import Method, add_grads, choices_of
 
 
 class MetaMethod(Method):
@@ -60,8 +60,10 @@ class MetaMethod(Method):
         return self.share(value) if self.rank_local() else value
 
     def protocols(self) -> tuple[str, ...]:
-        """The protocols this method offers (none: the toolkit's alone)."""
-        return getattr(type(self.cfg), "choices", {}).get("protocol", ())
+        """The protocols this method offers (its Config's `protocol` choices; none: the
+        toolkit's alone): the toolkit's (the real optimizer's virtual step), the authors' public
+        code's, or, where no code is public, the paper's algorithm."""
+        return choices_of(self.cfg, "protocol")
 
     def plain_virtual_step(self) -> bool:
         """The authors' and the papers' protocols take one plain SGD step; the toolkit's, the

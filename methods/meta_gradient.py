@@ -24,22 +24,21 @@ The training step is the base's (`pl_mixup`) with ŷ in place of ỹ.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
 from bilevel import ImputedTargets
 
-from .base import Batch, training_mode
+from .base import NON_NEGATIVE, Batch, hp, training_mode
 from .meta import MetaMethod, renormalise
 from .pl_mixup import PLMixup, PLMixupConfig
 
 
 @dataclass
 class MetaGradientConfig(PLMixupConfig):
-    meta_scale: float = 1.0  # β = meta_scale · B_u
-    protocol: str = "authors"  # virtual step: "authors" (plain SGD) or "toolkit" (real optimizer)
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("authors", "toolkit")}
+    meta_scale: float = hp(1.0, NON_NEGATIVE)  # β = meta_scale · B_u
+    # virtual step: "authors" (plain SGD) or "toolkit" (real optimizer)
+    protocol: str = hp("authors", choices=("authors", "toolkit"))
 
 
 class MetaGradient(MetaMethod, PLMixup):

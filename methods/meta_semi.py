@@ -23,12 +23,11 @@ labeled batch, rejected samples dropped before the mixup of Eq. 13, and CE(X̃) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from .base import Batch
+from .base import Batch, hp
 from .ema_mixup import EmaMixup, EmaMixupConfig, Mixed
 from .meta import MetaMethod
 from .task import one_hot, soft_cross_entropy
@@ -36,10 +35,10 @@ from .task import one_hot, soft_cross_entropy
 
 @dataclass
 class MetaSemiConfig(EmaMixupConfig):
-    weighting: str = "mixed"  # "mixed" (App. B) or "raw" (weights on raw U, CE(X̃) added)
+    # "mixed" (App. B) or "raw" (weights on raw U, CE(X̃) added)
+    weighting: str = hp("mixed", choices=("mixed", "raw"))
     # virtual step: "paper" (Alg. 1, Eq. 10: plain SGD θ − α∇L) or "toolkit" (real optimizer)
-    protocol: str = "paper"
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("paper", "toolkit")}
+    protocol: str = hp("paper", choices=("paper", "toolkit"))
 
 
 def rounding(grad: Tensor) -> Tensor:

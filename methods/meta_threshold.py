@@ -23,7 +23,7 @@ state (analysis.thresholds).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,20 +33,19 @@ from torch.func import functional_call
 from bilevel import Shard
 from bilevel.parallel import LOCAL
 
-from .base import Batch, training_mode
+from .base import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Batch, hp, training_mode
 from .fixmatch import FixMatch, FixMatchConfig
 from .meta import MetaMethod, sigmoid_mlp
 
 
 @dataclass
 class MetaThresholdConfig(FixMatchConfig):
-    sharpness: float = 100.0  # β of the surrogate S
-    hidden: int = 100
-    meta_lr: float = 1e-3  # Adam on the TGN
-    k: int = 1  # Green Meta-T: meta step every k iterations (k = 1: Meta-T)
+    sharpness: float = hp(100.0, POSITIVE)  # β of the surrogate S
+    hidden: int = hp(100, AT_LEAST_ONE)
+    meta_lr: float = hp(1e-3, NON_NEGATIVE)  # Adam on the TGN
+    k: int = hp(1, AT_LEAST_ONE)  # Green Meta-T: meta step every k iterations (k = 1: Meta-T)
     # virtual step: "paper" (Eq. 15-17: plain SGD w − α∇L_train) or "toolkit" (real optimizer)
-    protocol: str = "paper"
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"protocol": ("paper", "toolkit")}
+    protocol: str = hp("paper", choices=("paper", "toolkit"))
 
 
 def class_average_confidence(probs: Tensor, shard: Shard = LOCAL) -> Tensor:

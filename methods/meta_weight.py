@@ -20,16 +20,16 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from .base import Batch, frozen_norm_stats
+from .base import AT_LEAST_ONE, NON_NEGATIVE, Batch, frozen_norm_stats, hp
 from .meta import MetaMethod, sigmoid_mlp
 from .pseudo_label import PseudoLabel, PseudoLabelConfig, Targets
 
 
 @dataclass
 class MetaWeightConfig(PseudoLabelConfig):
-    hidden: int = 100
-    meta_lr: float = 1e-3  # Adam on V
-    meta_weight_decay: float = 1e-4
+    hidden: int = hp(100, AT_LEAST_ONE)
+    meta_lr: float = hp(1e-3, NON_NEGATIVE)  # Adam on V
+    meta_weight_decay: float = hp(1e-4, NON_NEGATIVE)
 
 
 class MetaWeight(MetaMethod, PseudoLabel):

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, Method, linear_ramp
+from .base import BETA_SHAPE, FRACTION, NON_NEGATIVE, POSITIVE, Batch, Method, hp, linear_ramp
 from .task import one_hot, soft_cross_entropy
 
 
 @dataclass
 class MixMatchConfig:
-    weight: float = 75.0
-    ramp: float = 0.016  # 16k of 1M steps in the paper
-    temperature: float = 0.5
-    alpha: float = 0.75
+    weight: float = hp(75.0, NON_NEGATIVE)
+    ramp: float = hp(0.016, FRACTION)  # 16k of 1M steps in the paper
+    temperature: float = hp(0.5, POSITIVE)
+    alpha: float = hp(0.75, BETA_SHAPE)  # Beta(α, α) of the mixup
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:

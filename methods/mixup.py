@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Batch, Method, linear_ramp
+from .base import BETA_SHAPE, FRACTION, NON_NEGATIVE, Batch, Method, hp, linear_ramp
 
 
 @dataclass
 class MixupConfig:
-    weight: float = 1.0
-    ramp: float = 0.4
-    alpha: float = 1.0
+    weight: float = hp(1.0, NON_NEGATIVE)
+    ramp: float = hp(0.4, FRACTION)
+    alpha: float = hp(1.0, BETA_SHAPE)  # Beta(α, α) of the mixup
 
 
 class Mixup(Method):

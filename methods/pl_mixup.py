@@ -19,16 +19,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Batch, Method, linear_ramp, training_mode
+from .base import BETA_SHAPE, FRACTION, NON_NEGATIVE, Batch, Method, hp, linear_ramp, training_mode
 from .task import one_hot, soft_cross_entropy
 
 
 @dataclass
 class PLMixupConfig:
-    objective: str = "mixup"  # "alg1" or "mixup" (Meta-Gradient Alg. 2)
-    gamma: float = 1.0  # Beta(γ, γ) of the mixup objective
-    weight: float = 1.0  # consistency weight after the ramp
-    ramp: float = 0.01  # 4000 of 400k steps in the Meta-Gradient authors' code
+    # "alg1" or "mixup" (Meta-Gradient Alg. 2)
+    objective: str = hp("mixup", choices=("alg1", "mixup"))
+    gamma: float = hp(1.0, BETA_SHAPE)  # Beta(γ, γ) of the mixup objective
+    weight: float = hp(1.0, NON_NEGATIVE)  # consistency weight after the ramp
+    # 4000 of 400k steps in the Meta-Gradient authors' code
+    ramp: float = hp(0.01, FRACTION)
     eval_mode: bool = True  # pseudo labels (and meta steps) with the model in eval mode
 
 

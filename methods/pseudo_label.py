@@ -18,16 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Batch, Method, linear_ramp
+from .base import FRACTION, NON_NEGATIVE, PROBABILITY, Batch, Method, hp, linear_ramp
 
 Targets = tuple[Tensor, Tensor, dict[str, float]]  # targets, per-sample mask, logs
 
 
 @dataclass
 class PseudoLabelConfig:
-    weight: float = 1.0
-    ramp: float = 0.4
-    threshold: float = 0.95
+    weight: float = hp(1.0, NON_NEGATIVE)
+    ramp: float = hp(0.4, FRACTION)
+    threshold: float = hp(0.95, PROBABILITY)
     soft: bool = False  # classes: softmax targets with softmax-MSE (no threshold)
 
 

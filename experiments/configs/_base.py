@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ..config import Config
 
@@ -179,3 +179,38 @@ CIFAR10_L2I = replace(
 def experiment(module: str, base: Config, method: str, **changes: Any) -> Config:
     """The config of the experiment file `module` (its `__name__`)."""
     return replace(base, name=module.rsplit(".", 1)[-1], method=method, **changes)
+
+
+def impute(
+    module: str,
+    base: Config,
+    variant: Literal["v1", "v2"],
+    on: Literal["pl", "mt"] = "pl",
+    *,
+    weight: float,
+    meta_lr: float = 1.0,
+    protocol: Literal["toolkit", "authors"] | None = None,
+    inner_lr_scale: float | None = None,
+    post_decay: float | None = None,
+    soft: bool | None = None,
+    **changes: Any,
+) -> Config:
+    """A Learning to Impute experiment: `variant` on the base method `on` (Pseudo-Label or Mean
+    Teacher) with `base`'s settings, λ_u `weight` and η_z `meta_lr`. Method settings left None
+    take the method's defaults (toolkit protocol, 1× virtual step, no post-decay). The hold-out
+    batch is the labeled batch; a Mean-Teacher run reports the EMA teacher. `changes` (config
+    fields) override both."""
+    kw = {
+        "variant": variant,
+        "protocol": protocol,
+        "soft": soft,
+        "weight": weight,
+        "inner_lr_scale": inner_lr_scale,
+        "meta_lr": meta_lr,
+        "post_decay": post_decay,
+    }
+    defaults = {"holdout_batch": changes.get("batch_size", base.batch_size)}
+    if on == "mt":
+        defaults["eval_ema"] = True
+    method_kw = {k: v for k, v in kw.items() if v is not None}
+    return experiment(module, base, f"impute_{on}", **defaults | changes, method_kw=method_kw)

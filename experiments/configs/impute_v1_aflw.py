@@ -4,19 +4,15 @@ step on the student's prediction, virtual step 1× lr, η_z = 1 on the mean hold
 Base: mean_teacher_aflw (λ_u = 75, the scripts' default at a2e54f5). The student is reported, as
 train-L2I-L.py does."""
 
-from ._base import AFLW, experiment
+from ._base import AFLW, impute
 
-CONFIG = experiment(
+CONFIG = impute(
     __name__,
     AFLW,
-    "impute_mt",
+    "v1",
+    "mt",
+    protocol="authors",
+    weight=75.0,
+    inner_lr_scale=1.0,
     eval_ema=False,  # train-L2I-L.py reports the student
-    holdout_batch=128,
-    method_kw={
-        "variant": "v1",
-        "protocol": "authors",
-        "weight": 75.0,
-        "inner_lr_scale": 1.0,
-        "meta_lr": 1.0,
-    },
 )

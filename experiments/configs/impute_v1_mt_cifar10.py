@@ -4,19 +4,15 @@ EMA 0.999 (evaluated), λ_u = 50 on the mean over samples and classes (weight 5 
 consistency sums over the 10 classes), virtual step 100.0× lr, η_z = 1, weights × (1 − 0.02·lr)
 after each iteration. Base: mean_teacher_wrn_cifar10."""
 
-from ._base import CIFAR10_L2I, experiment
+from ._base import CIFAR10_L2I, impute
 
-CONFIG = experiment(
+CONFIG = impute(
     __name__,
     CIFAR10_L2I,
-    "impute_mt",
-    holdout_batch=64,
-    method_kw={
-        "variant": "v1",
-        "protocol": "authors",
-        "weight": 5.0,
-        "inner_lr_scale": 100.0,
-        "meta_lr": 1.0,
-        "post_decay": 0.02,
-    },
+    "v1",
+    "mt",
+    protocol="authors",
+    weight=5.0,
+    inner_lr_scale=100.0,
+    post_decay=0.02,
 )

@@ -2,14 +2,6 @@
 base's softmax-MSE consistency at weight 10, ψ = the EMA teacher, evaluated on the EMA as the
 base). Base: mean_teacher_digits."""
 
-from ._base import DIGITS, experiment
+from ._base import DIGITS, impute
 
-CONFIG = experiment(
-    __name__,
-    DIGITS,
-    "impute_mt",
-    ema_decay=0.99,
-    eval_ema=True,
-    holdout_batch=32,
-    method_kw={"variant": "v1", "weight": 10.0, "meta_lr": 1.0},
-)
+CONFIG = impute(__name__, DIGITS, "v1", "mt", weight=10.0, meta_lr=1.0, ema_decay=0.99)

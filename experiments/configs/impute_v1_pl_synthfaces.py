@@ -2,18 +2,8 @@
 and step sizes (as impute_v1_synthfaces: virtual step 1× lr, η_z = 1). Base:
 pseudo_label_synthfaces."""
 
-from ._base import SYNTHFACES, experiment
+from ._base import SYNTHFACES, impute
 
-CONFIG = experiment(
-    __name__,
-    SYNTHFACES,
-    "impute_pl",
-    holdout_batch=32,
-    method_kw={
-        "variant": "v1",
-        "protocol": "authors",
-        "weight": 1.0,
-        "inner_lr_scale": 1.0,
-        "meta_lr": 1.0,
-    },
+CONFIG = impute(
+    __name__, SYNTHFACES, "v1", "pl", protocol="authors", weight=1.0, inner_lr_scale=1.0
 )

@@ -3,19 +3,8 @@ and step sizes (Regression/train-L2I-L.py): the base's step, then the imputation
 step on the student's prediction, virtual step 1× lr, η_z = 1 on the mean hold-out loss.
 Base: mean_teacher_synthfaces (λ = 1, as the authors' run scripts)."""
 
-from ._base import SYNTHFACES, experiment
+from ._base import SYNTHFACES, impute
 
-CONFIG = experiment(
-    __name__,
-    SYNTHFACES,
-    "impute_mt",
-    eval_ema=True,
-    holdout_batch=32,
-    method_kw={
-        "variant": "v1",
-        "protocol": "authors",
-        "weight": 1.0,
-        "inner_lr_scale": 1.0,
-        "meta_lr": 1.0,
-    },
+CONFIG = impute(
+    __name__, SYNTHFACES, "v1", "mt", protocol="authors", weight=1.0, inner_lr_scale=1.0
 )

@@ -4,19 +4,6 @@ step on the student's prediction, virtual step 10× lr, η_z = 1 on the mean hol
 in the inner loss.
 Base: mean_teacher_aflw (λ_u = 75, the scripts' default at a2e54f5)."""
 
-from ._base import AFLW, experiment
+from ._base import AFLW, impute
 
-CONFIG = experiment(
-    __name__,
-    AFLW,
-    "impute_mt",
-    eval_ema=True,
-    holdout_batch=128,
-    method_kw={
-        "variant": "v2",
-        "protocol": "authors",
-        "weight": 75.0,
-        "inner_lr_scale": 10.0,
-        "meta_lr": 1.0,
-    },
-)
+CONFIG = impute(__name__, AFLW, "v2", "mt", protocol="authors", weight=75.0, inner_lr_scale=10.0)

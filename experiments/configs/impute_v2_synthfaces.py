@@ -10,19 +10,8 @@ rate grows with lr · α · η_z; at α = 10 × lr it is past the stability edge
 α = 1 × lr (the authors' V1 value) the same trace trains (one spike at step 40 that recovers).
 The AFLW experiments keep the authors' 10×."""
 
-from ._base import SYNTHFACES, experiment
+from ._base import SYNTHFACES, impute
 
-CONFIG = experiment(
-    __name__,
-    SYNTHFACES,
-    "impute_mt",
-    eval_ema=True,
-    holdout_batch=32,
-    method_kw={
-        "variant": "v2",
-        "protocol": "authors",
-        "weight": 1.0,
-        "inner_lr_scale": 1.0,
-        "meta_lr": 1.0,
-    },
+CONFIG = impute(
+    __name__, SYNTHFACES, "v2", "mt", protocol="authors", weight=1.0, inner_lr_scale=1.0
 )

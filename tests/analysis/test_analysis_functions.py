@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from analysis.assumption1 import second_moment_ratio
-from analysis.comparisons import error_at
+from analysis.meta_vs_base import error_at
 from analysis.thresholds import class_average, pass_table
 
 

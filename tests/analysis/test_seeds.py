@@ -62,26 +62,27 @@ def _set_config(run, **changes):
 def test_a_finished_run_of_another_config_is_stale_not_reused(tmp_path, monkeypatch):
     """A run trained before a default changed (here: the estimator of a meta method) is never
     read as the current experiment's result; the check names the setting and the directory."""
-    from analysis.cluster import run_missing
-    from analysis.seeds import StaleRun, is_done
+    from analysis.sweep import run_missing
+    from experiments.run import StaleRun
 
     spec = Spec("metathreshold_digits")
     collect([spec], [0], scale="smoke", root=tmp_path)
     run = tmp_path / "metathreshold_digits+smoke" / "seed0"
-    assert is_done(spec, 0, "smoke", tmp_path)
+    assert spec.run(0, "smoke", tmp_path).status() == "done"
     _set_config(run, estimator="func")  # as trained under the old default
+    assert spec.run(0, "smoke", tmp_path).status() == "stale"
     stale = r"1 finished run\(s\) of another config .*seed0 \(differs in \['estimator'\]\)"
     with pytest.raises(StaleRun, match=stale):
-        is_done(spec, 0, "smoke", tmp_path)
+        spec.run(0, "smoke", tmp_path).is_done()
     with pytest.raises(StaleRun):
         collect([spec], [0], scale="smoke", root=tmp_path)
     other = Spec("metasemi_digits")
     collect([other], [0], scale="smoke", root=tmp_path)
     _set_config(tmp_path / "metasemi_digits+smoke" / "seed0", estimator="higher")
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
-    runs = [(Spec("supervised_digits"), 0), (spec, 0), (other, 0)]
+    runs = [s.run(0, "smoke") for s in (Spec("supervised_digits"), spec, other)]
     with pytest.raises(StaleRun, match=r"^2 finished run\(s\)") as err:  # all named at once
-        run_missing(runs, None, scale="smoke")  # the check commands look before training
+        run_missing(runs, None)  # the check commands look before training
     assert [path.parent.name for path, _ in err.value.stale] == [
         "metathreshold_digits+smoke",
         "metasemi_digits+smoke",
@@ -101,13 +102,11 @@ def test_a_finished_run_of_another_config_is_stale_not_reused(tmp_path, monkeypa
 def test_a_base_run_is_the_same_run_under_any_estimator(tmp_path):
     """A base method has no meta step: its finished run stays valid when the estimator
     setting changes, and resumes into the same directory."""
-    from analysis.seeds import is_done
-
     spec = Spec("fixmatch_digits")
     collect([spec], [0], scale="smoke", root=tmp_path)
     run = tmp_path / "fixmatch_digits+smoke" / "seed0"
     _set_config(run, estimator="func", estimator_options={"fd": {"r": 0.5}})
-    assert is_done(spec, 0, "smoke", tmp_path)
+    assert spec.run(0, "smoke", tmp_path).is_done()
     _set_config(run, lr=0.5)  # a setting it reads is still a different run
     with pytest.raises(ConfigError, match=r"differs in \['lr'\]"):
-        is_done(spec, 0, "smoke", tmp_path)
+        spec.run(0, "smoke", tmp_path).is_done()

@@ -5,8 +5,8 @@ import pytest
 from analysis import meta_check
 from experiments.cli import run_cli
 from experiments.config import ConfigError
+from experiments.errors import Diverged, Interrupted
 from experiments.sources import DataError
-from experiments.train import Diverged, Interrupted
 
 
 def _raises(err):
@@ -46,7 +46,7 @@ def test_make_check_meta_reports_a_bad_run_without_a_traceback(tmp_path, monkeyp
     def refuse(*args, **kwargs):
         raise ConfigError("num_labels: must be a positive multiple of 10")
 
-    monkeypatch.setattr("analysis.seeds.train", refuse)
+    monkeypatch.setattr("experiments.run.train", refuse)
     assert run_cli(meta_check.main) == 2
     err = capsys.readouterr().err
     assert err == "error: num_labels: must be a positive multiple of 10\n"
@@ -76,10 +76,10 @@ def test_make_exp_refuses_bad_command_lines_before_any_work(
 
 
 def test_make_sweep_refuses_a_grid_key_given_twice(tmp_path, monkeypatch, capsys):
-    from analysis import cluster
+    from analysis import sweep
 
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
-    status = run_cli(lambda: cluster.main(["supervised_digits", "--grid", "lr=0.1 lr=0.2"]))
+    status = run_cli(lambda: sweep.main(["supervised_digits", "--grid", "lr=0.1 lr=0.2"]))
     assert status == 2
     assert "error: grid: lr is given twice ('lr=0.1' and 'lr=0.2')" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -88,17 +88,17 @@ def test_make_sweep_refuses_a_grid_key_given_twice(tmp_path, monkeypatch, capsys
 def test_runtime_settings_are_not_part_of_the_run_directory():
     """`workers` may change on resume (README): a run cut with ARGS="workers=2" and rerun
     without it is the same run directory."""
-    from experiments.rundir import run_name
+    from experiments.run import run_name
 
     assert run_name("x", ["workers=2", "lr=0.1"]) == run_name("x", ["lr=0.1"]) == "x+lr=0.1"
     assert run_name("x", ["tensorboard=false"]) == "x"
 
 
 def test_make_sweep_refuses_a_key_in_both_args_and_grid():
-    from analysis import cluster
+    from analysis import sweep
 
     with pytest.raises(ConfigError, match="lr is given twice"):
-        cluster.expand("supervised_digits", [0], "lr=0.1,0.2", ("lr=0.3",))
+        sweep.expand("supervised_digits", [0], "lr=0.1,0.2", ("lr=0.3",))
 
 
 def test_process_launching_and_collectives_import_nothing_of_the_command():

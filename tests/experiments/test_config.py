@@ -278,7 +278,7 @@ def test_garbage_config_json_and_unwritable_runs_root(tmp_path, monkeypatch, cap
 
 
 def test_long_command_line_changes_get_a_short_directory_name(tmp_path, monkeypatch):
-    from experiments.rundir import run_name
+    from experiments.run import run_name
 
     long = ["method.threshold=0.9" + "0" * 300, "lr=0.05"]
     name = run_name("fixmatch_digits", long, "smoke")
@@ -344,3 +344,63 @@ def test_another_model_starts_from_its_own_arguments(cfg):
     out = apply_overrides(cfg, ["model.dropout=0.1", "model=mlp"])  # same model: kept
     assert out.model_kw == {"hidden": 128, "dropout": 0.1}
     assert apply_overrides(cfg, ["model.width=8", "model=cnn13"]).model_kw == {"width": 8}
+
+
+def test_each_gamma_is_checked_by_the_rule_declared_with_it():
+    """`gamma` is the Beta shape of PL-Mixup's mixup in the method's Config and the step
+    schedule's lr factor in the experiment's: each is checked where it is declared, not by name."""
+    from dataclasses import dataclass
+
+    from methods.base import PROBABILITY, check_config, hp
+
+    metagrad = configs.get("metagrad_digits")
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(metagrad, ["method.gamma=0"])
+    assert str(err.value) == "method.gamma: must be > 0 (a Beta parameter), got 0.0"
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(metagrad, ["gamma=0"])
+    assert str(err.value) == "gamma: gamma (the step schedule's factor) must be > 0"
+    assert apply_overrides(metagrad, ["gamma=2", "method.gamma=0.5"]).method_config().gamma == 0.5
+
+    @dataclass
+    class Decay:  # a `gamma` that is a probability, and a `beta` that declares no rule
+        gamma: float = hp(0.5, PROBABILITY)
+        beta: float = 0.0
+
+    assert check_config(Decay(gamma=0.0, beta=-1.0)) == []
+    assert check_config(Decay(gamma=2.0)) == [("gamma", "must be a probability in [0, 1], got 2.0")]
+
+
+def test_every_method_hyperparameter_declares_what_it_must_be():
+    """No rule by name covers a field a Config forgets: each non-bool field has its own."""
+    from dataclasses import fields
+
+    from methods import METHODS
+
+    for name in METHODS:
+        for f in fields(METHODS[name].Config):
+            if f.type not in (bool, "bool"):
+                assert f.metadata.get("rule") or f.metadata.get("choices"), f"{name}: {f.name}"
+
+
+@pytest.mark.parametrize("key", ["optimizer", "schedule", "amp"])
+def test_validate_offers_exactly_the_owners_choices(cfg, monkeypatch, key):
+    """The optimizers and schedules are those `experiments.build` makes, the amp modes those
+    `Method.autocast` implements: a name the owner adds is valid with no second list."""
+    import re
+
+    from experiments import build
+    from methods import base
+
+    owner = {"optimizer": build.OPTIMIZERS, "schedule": build.SCHEDULES, "amp": base.AMP}[key]
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(cfg, [f"{key}=other"])
+    listed = str(err.value).removeprefix(f"{key}: {key} must be ").split(" (")[0]
+    assert re.split(r", | or ", listed) == list(owner)
+    if key == "amp":
+        monkeypatch.setattr(base, "AMP", (*base.AMP, "other"))
+    else:
+        monkeypatch.setitem(owner, "other", lambda *args: 0.25)
+    assert getattr(apply_overrides(cfg, [f"{key}=other"]), key) == "other"
+    if key == "schedule":  # and it is the schedule the run follows
+        assert build.lr_factor(apply_overrides(cfg, ["schedule=other"]), 3) == 0.25

@@ -137,9 +137,9 @@ def test_batches_built_by_workers_equal_those_built_in_process(name):
     """Steps 3..8 from 2 worker processes are bit-identical to maker(step) (strong views,
     landmark offsets and a hold-out batch included)."""
     from experiments import configs
+    from experiments.build import build
     from experiments.config import smoke
     from experiments.data import batches
-    from experiments.train import build
 
     run = build(smoke(configs.get(name)), seed=1, scale="smoke")
     here = list(batches(run.batches, 3, 9, workers=0))

@@ -13,13 +13,15 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments import configs
+from experiments import checkpoint, configs
 from experiments.__main__ import main as exp_main
+from experiments.build import build
 from experiments.config import ConfigError, apply_overrides, smoke
+from experiments.errors import Diverged, Stopped
 from experiments.rundir import RunDir
 from experiments.standins import write_cifar10
-from experiments.stop import Stopped, StopRequest
-from experiments.train import Diverged, build, train
+from experiments.stop import StopRequest
+from experiments.train import train
 from methods.mixup import Mixup
 
 EMBEDDED = [n for n in configs.names() if n.endswith(("_digits", "_synthfaces"))]
@@ -130,17 +132,17 @@ def test_events_written_before_a_lost_checkpoint_are_purged_on_resume(tmp_path, 
     and TensorBoard shows step 30 once, with the resumed run's values."""
     cfg = apply_overrides(smoke(configs.get("mixup_digits")), ["steps=40", "eval_every=10"])
     train(cfg, 0, "smoke", root=tmp_path / "whole", progress=False)
-    original = RunDir.save_checkpoint
+    original = checkpoint.save
 
-    def dies_at_30(self, state):
+    def dies_at_30(rundir, state):
         if state["step"] == 30:
             raise KeyboardInterrupt
-        return original(self, state)
+        return original(rundir, state)
 
-    monkeypatch.setattr(RunDir, "save_checkpoint", dies_at_30)
+    monkeypatch.setattr(checkpoint, "save", dies_at_30)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    monkeypatch.setattr(checkpoint, "save", original)
     train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
     assert _events(tmp_path / "cut/mixup_digits/seed0") == _events(
         tmp_path / "whole/mixup_digits/seed0"
@@ -257,7 +259,6 @@ def test_killed_process_resumes(tmp_path, sig):
 
 def test_run_dir_accepts_settings_added_later_at_their_default(tmp_path):
     from experiments.config import as_dict, config_defaults
-    from experiments.rundir import RunDir
 
     cfg = {**as_dict(configs.get("metasemi_digits")), "seed": 0, "scale": "full"}
     old = {k: v for k, v in cfg.items() if k != "estimator_options"}  # written by an older version
@@ -272,14 +273,13 @@ def test_run_dir_accepts_settings_added_later_at_their_default(tmp_path):
 
 def test_restore_from_a_snapshot_gives_the_logged_numbers(tmp_path):
     """A snapshot rebuilt by `restore` evaluates to the metrics logged at its step."""
+    from experiments.checkpoint import restore, snapshots
     from experiments.evaluate import evaluate
-    from experiments.rundir import RunDir
-    from experiments.train import restore
 
     cfg = smoke(configs.get("metathreshold_digits"))
     train(cfg, 0, "smoke", root=tmp_path, progress=False)
     path = tmp_path / cfg.name / "seed0"
-    (step, first), _ = RunDir(path).snapshots()
+    (step, first), _ = snapshots(RunDir(path))
     _, run = restore(path, first)
     logged = {
         r["metric"]: float(r["value"])
@@ -350,7 +350,7 @@ def test_another_seeds_checkpoint_is_refused(tmp_path):
 
 
 def test_a_second_writer_is_stopped_with_the_holders_pid(tmp_path):
-    from experiments.rundir import RunDir, RunLocked
+    from experiments.rundir import RunLocked
 
     cfg = smoke(configs.get("mixup_digits"))
     holder = RunDir.for_run("mixup_digits", 0, tmp_path).lock()
@@ -637,7 +637,7 @@ def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(rundir.os, "fsync", lambda fd: full(fd, b""))
     target = tmp_path / "run" / "config.json"
     target.parent.mkdir()
-    status = run_cli(lambda: rundir._atomic_write(target, b"{}"))
+    status = run_cli(lambda: rundir.atomic_write(target, b"{}"))
     err = capsys.readouterr().err
     assert status == 2
     assert f"[Errno 28] No space left on device: '{target}'" in err and "free space" in err

@@ -11,9 +11,9 @@ import torch
 
 from bilevel import Shard
 from experiments import configs, distributed
+from experiments.build import build
 from experiments.config import ConfigError, apply_overrides, smoke
 from experiments.data import mix_seed
-from experiments.train import build
 from tests.distributed import run_ranks
 
 META = [

@@ -1,7 +1,7 @@
 """`make sweep`: many runs as submitit jobs, on this machine (`EXECUTOR=local`, the default) or a
 SLURM cluster (`EXECUTOR=slurm`).
 
-    python -m analysis.cluster NAME [--seeds 0,1,2] [--grid "estimator=func,fd num_labels=20,50"]
+    python -m analysis.sweep NAME [--seeds 0,1,2] [--grid "estimator=func,fd num_labels=20,50"]
         [--scale smoke] [--executor local|slurm] [--parallel N] [--no-wait]
         [--partition P] [--gpus 1] [--cpus 10] [--time-min 240] [key=value ...]
 
@@ -23,7 +23,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,21 +32,14 @@ from submitit.core.utils import UncompletedJobError
 
 from experiments.cli import run_cli
 from experiments.config import ConfigError, check_repeats
+from experiments.errors import Stopped
+from experiments.run import Run, run_name, unfinished
 from experiments.rundir import runs_root
 from experiments.sources import data_root
-from experiments.stop import Stopped, StopRequest
+from experiments.stop import StopRequest
 
-from .seeds import (
-    Spec,
-    config_of,
-    ensure_run,
-    run_path,
-    seed_list,
-    summary,
-    unfinished,
-)
+from .seeds import seed_list
 
-Run = tuple[Spec, int]
 PREEMPT = submitit.JobEnvironment._usr_sig()  # the signal submitit requeues on (SIGUSR2)
 
 
@@ -63,13 +56,22 @@ def grid(text: str) -> list[tuple[str, ...]]:
 
 
 def expand(
-    name: str, seeds: list[int], grid_text: str = "", args: tuple[str, ...] = ()
+    name: str,
+    seeds: list[int],
+    grid_text: str = "",
+    args: tuple[str, ...] = (),
+    scale: str = "full",
 ) -> list[Run]:
     """The runs of a sweep: each grid point (with `args`) at each seed."""
     points = grid(grid_text)
     for point in points:  # a key both in ARGS and in the grid
         check_repeats((*args, *point), "sweep (ARGS and GRID)")
-    return [(Spec(name, (*args, *point)), seed) for point in points for seed in seeds]
+    return [Run(name, seed, scale, (*args, *point)) for point in points for seed in seeds]
+
+
+def title(run: Run) -> str:
+    """How tables and messages name a run: the experiment and its changes, and the seed."""
+    return f"{run_name(run.experiment, run.overrides)} seed {run.seed}"
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,14 @@ class TrainJob(submitit.helpers.Checkpointable):
     """One run as a submitit job; submitit's `checkpoint` resubmits it as it is, and the
     requeued job resumes the run from its checkpoint."""
 
-    def __init__(self, spec: Spec, seed: int, scale: str, root: Path, data: Path) -> None:
-        self.spec, self.seed, self.scale, self.root, self.data = spec, seed, scale, root, data
+    def __init__(self, run: Run, data: Path) -> None:
+        self.run, self.data = run, data
 
     def __call__(self) -> dict:
         os.environ["DATA_ROOT"] = str(self.data)  # as on the submitting machine
         with StopRequest.on(signal.SIGTERM, PREEMPT) as stop:
             try:
-                return ensure_run(self.spec, self.seed, self.scale, self.root, False, stop)
+                return self.run.ensure(progress=False, stop=stop)
             except Stopped as err:
                 print(f"{err}; requeueing", flush=True)
                 stopped, requeue = err, stop.previous.get(PREEMPT)
@@ -133,11 +135,8 @@ def make_executor(settings: Settings) -> submitit.Executor:
     raise ConfigError(f"executor: {settings.executor!r} is not local or slurm")
 
 
-def _describe(job: submitit.Job, spec: Spec, seed: int, scale: str, root: Path) -> str:
-    return (
-        f"  job {job.job_id}: {spec.title} seed {seed}\n"
-        f"    run {run_path(spec, seed, scale, root)}\n    log {job.paths.stdout}"
-    )
+def _describe(job: submitit.Job, run: Run) -> str:
+    return f"  job {job.job_id}: {title(run)}\n    run {run.path}\n    log {job.paths.stdout}"
 
 
 def _last_error(text: str) -> str:
@@ -151,22 +150,21 @@ def _last_error(text: str) -> str:
 def dispatch(
     runs: list[Run],
     settings: Settings = Settings(),
-    scale: str = "full",
-    root: Path | None = None,
     wait: bool = True,
 ) -> list[tuple[Run, str]]:
     """Submit every unfinished run of `runs` (configs checked first); with `wait`, return
-    when all have ended, as (run, "done" | "failed: <why> (log …)")."""
-    root = (root or runs_root()).resolve()
-    for spec, _ in runs:
-        config_of(spec, scale)  # a bad setting stops the sweep before any job
-    todo = unfinished(runs, scale, root)  # so does a finished run of another config
+    when all have ended, as (run, "done" | "failed: <why> (log …)"). A run without a root
+    is placed under RUNS_ROOT as this process sees it (jobs may start elsewhere)."""
+    runs = [replace(r, root=(r.root or runs_root()).resolve()) for r in runs]
+    for run in runs:
+        run.config  # noqa: B018 - a bad setting stops the sweep before any job
+    todo = unfinished(runs)  # so does a finished run of another config
     print(f"{len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to submit", flush=True)
     if not todo:
         return [(r, "done") for r in runs]
     executor = make_executor(settings)
     data = data_root().resolve()
-    jobs = [TrainJob(spec, seed, scale, root, data) for spec, seed in todo]
+    jobs = [TrainJob(run, data) for run in todo]
     started: list[tuple[submitit.Job, Run]] = []
     if settings.executor == "slurm" or not wait:
         if settings.executor == "local" and len(todo) > settings.parallel:
@@ -174,17 +172,17 @@ def dispatch(
         with executor.batch():
             futures = [executor.submit(job) for job in jobs]
         started = list(zip(futures, todo, strict=True))
-        for job, (spec, seed) in started:
-            print(_describe(job, spec, seed, scale, root), flush=True)
+        for job, run in started:
+            print(_describe(job, run), flush=True)
     else:  # local: `parallel` jobs at a time
         queue = list(zip(jobs, todo, strict=True))
         while queue or any(not job.done() for job, _ in started):
             running = sum(not job.done() for job, _ in started)
             while queue and running < settings.parallel:
-                job_fn, (spec, seed) = queue.pop(0)
+                job_fn, run = queue.pop(0)
                 job = executor.submit(job_fn)
-                started.append((job, (spec, seed)))
-                print(_describe(job, spec, seed, scale, root), flush=True)
+                started.append((job, run))
+                print(_describe(job, run), flush=True)
                 running += 1
             time.sleep(0.5)
     if not wait:
@@ -198,29 +196,28 @@ def dispatch(
     return [(r, outcome[r]) for r in runs]
 
 
-def report(outcomes: list[tuple[Run, str]], scale: str, root: Path | None) -> pd.DataFrame:
+def report(outcomes: list[tuple[Run, str]]) -> pd.DataFrame:
     """One row per run: its status and, when finished, its final primary metric."""
     rows = []
-    for (spec, seed), status in outcomes:
-        row = {"run": spec.title, "seed": seed, "status": status}
+    for run, status in outcomes:
+        name = run_name(run.experiment, run.overrides)
+        row = {"run": name, "seed": run.seed, "status": status}
         if status == "done":
-            s = summary(spec, seed, scale, root)
+            s = run.summary()
             row |= {"metric": s["primary"], "value": s["final"][s["primary"]]}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def run_missing(
-    runs: list[Run], executor: str | None, parallel: int = 2, scale: str = "full"
-) -> None:
+def run_missing(runs: list[Run], executor: str | None, parallel: int = 2) -> None:
     """For the check commands (`EXECUTOR=…`): train the unfinished `runs` as jobs and wait;
     exit 1 naming the jobs that failed. `executor=None`: only check, before any training, that
     no finished run is stale (they then train in-process)."""
     if executor is None:
-        unfinished(runs, scale)
+        unfinished(runs)
         return
-    outcomes = dispatch(runs, Settings(executor, parallel), scale)
-    failed = [f"{spec.title} seed {seed}: {why}" for (spec, seed), why in outcomes if why != "done"]
+    outcomes = dispatch(runs, Settings(executor, parallel))
+    failed = [f"{title(run)}: {why}" for run, why in outcomes if why != "done"]
     if failed:
         raise SystemExit(f"error: {len(failed)} jobs failed:\n  " + "\n  ".join(failed))
 
@@ -250,11 +247,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)
-    runs = expand(args.name, args.seeds, args.grid, tuple(args.overrides))
-    outcomes = dispatch(runs, settings_from(args), args.scale, None, not args.no_wait)
+    runs = expand(args.name, args.seeds, args.grid, tuple(args.overrides), args.scale)
+    outcomes = dispatch(runs, settings_from(args), not args.no_wait)
     if args.no_wait:
         return 0
-    frame = report(outcomes, args.scale, None)
+    frame = report(outcomes)
     print(frame.to_markdown(index=False))
     return int((frame.status != "done").any())
 

@@ -1,4 +1,4 @@
-"""`make sweep` (analysis.cluster): grids, the local submitit executor, skipping finished runs,
+"""`make sweep` (analysis.sweep): grids, the local submitit executor, skipping finished runs,
 and a job stopped by SIGTERM that requeues itself and ends with an uninterrupted run's numbers."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ import os
 import re
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 import submitit
 import torch
 
-from analysis.cluster import (
+from analysis.sweep import (
     Settings,
     TrainJob,
     dispatch,
@@ -23,8 +24,8 @@ from analysis.cluster import (
     make_executor,
     run_missing,
 )
-from analysis.seeds import Spec, ensure_run, run_path
 from experiments.config import ConfigError
+from experiments.run import Run
 from tests.experiments.test_train import _comparable
 
 
@@ -37,7 +38,7 @@ def test_grid_is_the_product_of_its_keys():
     ]
     assert grid("") == [()]
     runs = expand("supervised_digits", [0, 1], "lr=0.1,0.2", ("steps=5",))
-    assert [(s.overrides, seed) for s, seed in runs] == [
+    assert [(r.overrides, r.seed) for r in runs] == [
         (("steps=5", "lr=0.1"), 0),
         (("steps=5", "lr=0.1"), 1),
         (("steps=5", "lr=0.2"), 0),
@@ -48,9 +49,9 @@ def test_grid_is_the_product_of_its_keys():
 
 
 def test_a_bad_setting_stops_the_sweep_before_any_job(tmp_path):
-    runs = expand("supervised_digits", [0], "lr=0.1,-1")
+    runs = [replace(r, root=tmp_path) for r in expand("supervised_digits", [0], "lr=0.1,-1")]
     with pytest.raises(ConfigError, match="lr"):
-        dispatch(runs, Settings(folder=tmp_path / "jobs"), "smoke", tmp_path)
+        dispatch(runs, Settings(folder=tmp_path / "jobs"))
     assert not (tmp_path / "jobs").exists()
 
 
@@ -62,8 +63,8 @@ def test_local_executor_runs_the_grid_and_skips_finished_runs(tmp_path, capsys, 
     out = capsys.readouterr().out
     assert "2 runs, 0 finished, 2 to submit" in out and out.count("    log ") == 2
     for lr in ("0.1", "0.05"):
-        spec = Spec("supervised_digits", ("steps=30", f"lr={lr}"))
-        summary = json.loads((run_path(spec, 0, "smoke", root) / "summary.json").read_text())
+        run = Run("supervised_digits", 0, "smoke", ("steps=30", f"lr={lr}"), root)
+        summary = json.loads((run.path / "summary.json").read_text())
         row = rf"supervised_digits\+lr={lr}\+steps=30 +\| +0 \| done +\| test/error \| +"
         assert re.search(row + f"{summary['final']['test/error']:g}", out), out
     assert main(args) == 0
@@ -71,11 +72,10 @@ def test_local_executor_runs_the_grid_and_skips_finished_runs(tmp_path, capsys, 
 
 
 def test_a_job_stopped_by_sigterm_requeues_and_resumes_to_identical_numbers(tmp_path):
-    spec = Spec("supervised_digits", ("steps=1500", "eval_every=100"))
+    run = Run("supervised_digits", 0, "smoke", ("steps=1500", "eval_every=100"), tmp_path / "runs")
     executor = make_executor(Settings(folder=tmp_path / "jobs"))
-    root = tmp_path / "runs"
-    job = executor.submit(TrainJob(spec, 0, "smoke", root, tmp_path / "data"))
-    ckpt = run_path(spec, 0, "smoke", root) / "ckpt.pt"
+    job = executor.submit(TrainJob(run, tmp_path / "data"))
+    ckpt = run.path / "ckpt.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and not job.done():
         time.sleep(0.05)
@@ -85,8 +85,9 @@ def test_a_job_stopped_by_sigterm_requeues_and_resumes_to_identical_numbers(tmp_
     log = job.paths.stdout.read_text()
     assert re.search(r"stopped by SIGTERM: checkpoint written at step \d+ .*; requeueing", log)
     assert summary["resumes"] == 1
-    ensure_run(spec, 0, "smoke", tmp_path / "whole", progress=False)
-    assert _comparable(ckpt.parent) == _comparable(run_path(spec, 0, "smoke", tmp_path / "whole"))
+    whole = replace(run, root=tmp_path / "whole")
+    whole.ensure(progress=False)
+    assert _comparable(ckpt.parent) == _comparable(whole.path)
     assert torch.load(ckpt, weights_only=False)["step"] == 1500
 
 
@@ -95,9 +96,9 @@ def test_a_failed_job_is_named_with_its_error_and_log(tmp_path, monkeypatch):
     the command with exit 1 naming the run, the job's last error line and its log."""
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
     monkeypatch.setenv("DATA_ROOT", str(tmp_path / "nodata"))
-    runs = [(Spec("fixmatch_cifar10", ("steps=2",)), 0)]
+    runs = [Run("fixmatch_cifar10", 0, "smoke", ("steps=2",))]
     with pytest.raises(SystemExit) as info:
-        run_missing(runs, "local", 1, "smoke")
+        run_missing(runs, "local", 1)
     message = str(info.value.code)
     assert message.startswith("error: 1 jobs failed:\n  fixmatch_cifar10+steps=2 seed 0: failed:")
     assert "failed: DataError: cifar10 not found at " in message and "_log.err)" in message
@@ -121,13 +122,10 @@ def test_slurm_settings_reach_the_batch_script(tmp_path, monkeypatch):
 def test_a_job_whose_run_another_process_holds_says_so(tmp_path, monkeypatch):
     """Two sweeps over one grid: the job that finds its run locked fails with the reason (the
     run is in use by that process, which finishes it), not submitit's generic line."""
-    from analysis.seeds import run_path
-    from experiments.rundir import RunDir
-
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
-    spec = Spec("supervised_digits", ("steps=2",))
-    path = run_path(spec, 0, "smoke", tmp_path / "runs")
-    with RunDir(path).lock(), pytest.raises(SystemExit) as info:
-        run_missing([(spec, 0)], "local", 1, "smoke")
+    run = Run("supervised_digits", 0, "smoke", ("steps=2",), tmp_path / "runs")
+    path = run.path
+    with run.dir.lock(), pytest.raises(SystemExit) as info:
+        run_missing([run], "local", 1)
     message = str(info.value.code)
     assert f"failed: RunLocked: {path} is in use by pid {os.getpid()}" in message
