@@ -19,7 +19,7 @@ import torch
 import torchopt
 from torch import Tensor
 
-from bilevel import BilevelProblem
+from bilevel import BilevelProblem, ModelFn
 
 
 def torchopt_hypergradient(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict:
@@ -60,8 +60,8 @@ def torchopt_hypergradient(problem: BilevelProblem, hparams: dict[str, Tensor]) 
         state = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None)
         for _ in range(problem.steps):
             reset(*state)
-            opt.step(problem.inner_loss(model, hparams))
+            opt.step(problem.inner_loss(ModelFn.of(model), hparams))
         reset(*state)
-        outer = problem.outer_loss(model)
+        outer = problem.outer_loss(ModelFn.of(model))
     grads = torch.autograd.grad(outer, list(hparams.values()))
     return dict(zip(hparams, grads, strict=True))

@@ -19,7 +19,7 @@ from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
 from .losses import ImputedTargets, per_sample_loss
 from .parallel import Shard
-from .problem import BilevelProblem
+from .problem import BilevelProblem, ModelFn
 from .sgd import SGDConfig, sgd_step
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "BilevelProblem",
     "Evaluator",
     "ImputedTargets",
+    "ModelFn",
     "NonFiniteError",
     "SGDConfig",
     "Shard",

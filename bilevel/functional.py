@@ -91,7 +91,7 @@ class Evaluator:
         shard = self.problem.shard
         if shard.parallel:
             params = {k: shard.use(v) for k, v in params.items()}
-        return lambda x: functional_call(self.model, params, (x,))
+        return ModelFn(lambda x: functional_call(self.model, params, (x,)), params)
 
     def hp(self, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
         """`hparams` as the losses see them: replicated ones through `shard.use`."""

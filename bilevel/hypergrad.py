@@ -12,7 +12,7 @@ from .estimators import ESTIMATORS, STEPS, check_optimizer, check_options
 from .functional import scalar
 from .losses import ImputedTargets
 from .parallel import Shard
-from .problem import BilevelProblem, InnerLoss
+from .problem import BilevelProblem, ModelFn
 
 
 class NonFiniteError(ValueError):
@@ -187,26 +187,71 @@ def _checked(name: str, value: Tensor) -> Tensor:
     if _detached(value):
         raise ValueError(
             f"{name} is detached from the graph (a .detach(), .item(), torch.no_grad() or "
-            "the module's own parameters instead of `f`): its hypergradient would be 0; compute "
-            "it from `f(x)` and the hparams"
+            "the module's own parameters instead of f.params): its hypergradient would be 0; "
+            "compute it from f(x), f.params and the hparams"
         )
     return value
 
 
-def _record(loss: InnerLoss, used: set[str], name: str) -> InnerLoss:
-    if isinstance(loss, ImputedTargets):  # reads hparams[loss.key]; `analytic` needs the object
-        used.add(loss.key)
-        return loss
-    return lambda f, hparams: _checked(name, loss(f, _KeyRecorder(hparams, used)))
+def reads_own_parameters(value: Tensor, f: ModelFn, own: set[int]) -> bool:
+    """Whether the autograd graph of `value` reaches a parameter whose id is in `own` (the
+    module's own trainable parameters) as a leaf, other than through `f.params`: the walk stops
+    at the tensors `f` is evaluated at, so it covers the loss's own evaluation only. Inside
+    torch.func's transforms (whose tensors hide their graph) it answers False."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(value) or value.grad_fn is None:
+        return False
+    seen = {p.grad_fn for p in f.params.values() if p.grad_fn is not None}
+    stack = [value.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf tensor
+        if leaf is not None and id(leaf) in own:
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
+class _Loss:
+    """A problem's loss as the estimators call it: checked to be a scalar connected to the
+    graph, the λ keys it reads noted in `used` (inner losses), and at its first evaluation
+    outside torch.func's transforms, checked not to read the module's own parameters."""
+
+    def __init__(self, loss, name: str, own: set[int], used: set[str] | None) -> None:
+        self.loss, self.name, self.own, self.used = loss, name, own, used
+        self.__wrapped__ = loss  # what error messages name
+        self.unchecked = True
+
+    def __call__(self, f: ModelFn, *hparams: dict[str, Tensor]) -> Tensor:
+        if self.used is not None:
+            hparams = (_KeyRecorder(hparams[0], self.used),)
+        value = _checked(self.name, self.loss(f, *hparams))
+        if self.unchecked and not torch._C._functorch.is_functorch_wrapped_tensor(value):
+            self.unchecked = False
+            if reads_own_parameters(value, f, self.own):
+                raise ValueError(
+                    f"{self.name} reads the module's own parameters (model.parameters(), or a "
+                    "tensor computed from them with its graph), which no virtual step moves: "
+                    "their share of the hypergradient would be 0. Read the parameters the loss "
+                    "is evaluated at from f.params (by name), and detach tensors it only uses "
+                    "as constants"
+                )
+        return value
 
 
 def _recording(problem: BilevelProblem, used: set[str]) -> BilevelProblem:
     """A shallow copy of `problem` whose λ-dependent losses note the keys they read in `used`,
-    and whose losses are checked to be scalars connected to the graph."""
+    and whose losses are checked to be scalars connected to the graph that do not read the
+    module's own parameters."""
     out = copy.copy(problem)
-    out.inner_loss = _record(problem.inner_loss, used, "inner_loss")
+    own = {id(p) for p in problem.model.parameters() if p.requires_grad}
+    if isinstance(problem.inner_loss, ImputedTargets):  # `analytic` needs the object
+        used.add(problem.inner_loss.key)  # it reads hparams[key], and θ only through f(x)
+    else:
+        out.inner_loss = _Loss(problem.inner_loss, "inner_loss", own, used)
     if problem.coupled_loss is not None:
-        out.coupled_loss = _record(problem.coupled_loss, used, "coupled_loss")
-    outer = problem.outer_loss
-    out.outer_loss = lambda f: _checked("outer_loss", outer(f))
+        out.coupled_loss = _Loss(problem.coupled_loss, "coupled_loss", own, used)
+    out.outer_loss = _Loss(problem.outer_loss, "outer_loss", own, None)
     return out

@@ -4,9 +4,10 @@
     θ_{k+1} = SGD(θ_k, ∇_θ L_in(θ_k, λ))          k = 0 … K−1
     want   dG(θ_K(λ)) / dλ
 
-`inner_loss(f, hparams)` and `outer_loss(f)` are written against a model function `f(x)`
-that evaluates the model at whatever (possibly virtual) parameters an estimator chooses,
-so the same loss code runs under every estimator.
+`inner_loss(f, hparams)` and `outer_loss(f)` are written against a model function `f`
+(`ModelFn`): `f(x)` evaluates the model at whatever (possibly virtual) parameters an estimator
+chooses, and `f.params` are those parameters by name, so the same loss code, a penalty on θ
+included, runs under every estimator.
 """
 
 from __future__ import annotations
@@ -40,7 +41,48 @@ def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
     )
 
 
-ModelFn = Callable[[Tensor], Tensor]
+class ModelFn:
+    """The model at some parameters, as every estimator hands it to the losses.
+
+        f(x)       the model's output at those parameters
+        f.params   those parameters by name (the trainable ones, as in `named_parameters()`):
+                   the tensors the estimator differentiates, so a penalty on θ (weight decay,
+                   an L2 to a prior) written with them is part of the loss; ½ e^λ Σ ‖θ‖² is
+                   `0.5 * hp["lam"].exp() * sum(p.pow(2).sum() for p in f.params.values())`
+
+    A loss must read θ from `f.params`, never from the module (`model.parameters()` is θ₀,
+    which no virtual step moves: the estimators refuse a loss that reads it). Under data
+    parallel (`bilevel.parallel`) each rank's loss is its part of the global loss, so add a
+    penalty on `f.params` once over the ranks (e.g. divided by the number of ranks).
+    """
+
+    __slots__ = ("_call", "_params")
+
+    def __init__(self, call: Callable[[Tensor], Tensor], params: dict[str, Tensor]) -> None:
+        self._call = call
+        self._params = params
+
+    @classmethod
+    def of(cls, module: nn.Module) -> ModelFn:
+        """`module` at its own parameters (to evaluate a problem's losses outside an
+        estimator, e.g. in the real training step)."""
+        own = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        return cls(module, own)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._call(x)
+
+    @property
+    def params(self) -> dict[str, Tensor]:
+        return self._params
+
+    def __getattr__(self, name: str):
+        raise AttributeError(
+            f"the model function has no {name!r}: a loss calls it as f(x) and reads the "
+            "parameters it is evaluated at from f.params (a dict by name)"
+        )
+
+
 InnerLoss = Callable[[ModelFn, dict[str, Tensor]], Tensor]
 OuterLoss = Callable[[ModelFn], Tensor]
 

@@ -48,7 +48,8 @@ def analytic(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, T
     if not isinstance(loss, ImputedTargets):
         raise TypeError(
             "analytic needs the inner loss as bilevel.ImputedTargets (its closed form is known); "
-            f"got {type(loss).__name__}. Use 'forward' or 'func' for general inner losses."
+            f"got {type(getattr(loss, '__wrapped__', loss)).__name__}. Use 'forward' or 'func' "
+            "for general inner losses."
         )
     extra = sorted(set(hparams) - {loss.key})
     if extra:

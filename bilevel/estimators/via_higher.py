@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..functional import Evaluator, grad_dict
-from ..problem import BilevelProblem
+from ..problem import BilevelProblem, ModelFn
 
 
 def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -39,9 +39,22 @@ def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[s
         hp = ev.hp(hparams)
         for _ in range(problem.steps):
             ev.replay_rng()
-            diffopt.step(problem.inner_loss(fmodel, hp))
+            diffopt.step(problem.inner_loss(_bound(fmodel, problem), hp))
         ev.replay_rng()
-        return grad_dict(problem.outer_loss(fmodel), hparams)
+        return grad_dict(problem.outer_loss(_bound(fmodel, problem)), hparams)
+
+
+def _bound(fmodel, problem: BilevelProblem) -> ModelFn:
+    """higher's functional model as the losses see it: f(x), and f.params its current fast
+    weights by name (data parallel: through `shard.use`, as its forward reads them)."""
+    shard = problem.shard
+    fast = dict(
+        zip((n for n, _ in problem.model.named_parameters()), fmodel.fast_params, strict=True)
+    )
+    params = {
+        n: shard.use(fast[n]) if shard.parallel else fast[n] for n in problem.trainable_names()
+    }
+    return ModelFn(fmodel, params)
 
 
 def _use_in_forward(fmodel, shard) -> None:

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from bilevel import BilevelProblem
+from bilevel import BilevelProblem, ModelFn
 from bilevel.examples import Batch
 
 DT = torch.float64
@@ -80,12 +80,12 @@ def unrolled_outer(problem: BilevelProblem, hparams: dict, seed: int | None = No
         if seed is not None:
             torch.manual_seed(seed)
         opt.zero_grad()
-        problem.inner_loss(model, hparams).backward()
+        problem.inner_loss(ModelFn.of(model), hparams).backward()
         opt.step()
     if seed is not None:
         torch.manual_seed(seed)
     with torch.no_grad():
-        return float(problem.outer_loss(model))
+        return float(problem.outer_loss(ModelFn.of(model)))
 
 
 def real_optimizer(problem: BilevelProblem, model: nn.Module) -> torch.optim.Optimizer:

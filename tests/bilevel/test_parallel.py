@@ -1,6 +1,7 @@
 """Data-parallel hypergradients (bilevel.parallel): a batch split over 2 gloo processes gives
 the hypergradient of one process on the whole batch, for every estimator, to 1e-10 in float64:
-per-sample hyperparameters by rank, replicated ones (a weighting network) summed."""
+per-sample hyperparameters by rank, replicated ones (a weighting network, a weight-decay
+coefficient on the parameters the losses read from f.params) summed."""
 
 from __future__ import annotations
 
@@ -81,7 +82,16 @@ def _problems(shard: Shard, estimator: str, optimizer: str, steps: int):
         return shard.mean(weights * per)
 
     problem = BilevelProblem(model, weighted, outer, replicated=tuple(theta), **kw)
-    return [*out, (problem, theta, tuple(theta))]
+    out.append((problem, theta, tuple(theta)))
+
+    def decayed(f, hp):  # a learned weight decay read from f.params, added once over the ranks
+        penalty = sum(p.pow(2).sum() for p in f.params.values()) / shard.world
+        fit = shard.mean(F.cross_entropy(f(part(b.x_lab)), part(b.y_lab), reduction="none"))
+        return fit + 0.5 * hp["log_wd"].exp() * penalty
+
+    log_wd = {"log_wd": torch.tensor(-2.0, dtype=DT)}
+    problem = BilevelProblem(model, decayed, outer, replicated=("log_wd",), **kw)
+    return [*out, (problem, log_wd, ("log_wd",))]
 
 
 def _hypergradients(estimator, optimizer, steps, options):
