@@ -1,4 +1,4 @@
-# User interface of the toolkit; see README.md. Every target builds .venv first if needed.
+# User interface of the toolkit; see README.md and docs/make_targets.md. Every target builds .venv first if needed.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYTEST_ARGS ?=
@@ -12,7 +12,7 @@ PARALLEL ?= 2
 WAIT     ?= 1
 JOBS = $(if $(EXECUTOR),--executor $(EXECUTOR) --parallel $(PARALLEL))
 
-.PHONY: setup test lint format compare demo exp sweep list baselines check-meta bench smoke figures reproduce ledger clean
+.PHONY: setup test test-slow tutorials lint format compare demo exp sweep list baselines check-meta bench smoke figures reproduce ledger docs docs-serve clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -49,13 +52,13 @@ list: $(STAMP)
 	$(PY) -m experiments --list
 
 baselines: $(STAMP)
-	$(PY) -m analysis.baselines $(JOBS)
+	$(PY) -m analysis.baselines $(JOBS) --docs docs/results
 
 check-meta: $(STAMP)
-	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS)) $(JOBS)
+	$(PY) -m analysis.meta_check $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FACE_SEEDS),--face-seeds $(FACE_SEEDS)) $(JOBS) --docs docs/results
 
 bench: $(STAMP)
-	$(PY) -m analysis.bench $(if $(BENCH_SCALE),--scale $(BENCH_SCALE))
+	$(PY) -m analysis.bench $(if $(BENCH_SCALE),--scale $(BENCH_SCALE)) $(if $(BENCH_ESTIMATORS),--estimators $(BENCH_ESTIMATORS)) --docs docs/results
 
 smoke: $(STAMP)
 	$(PY) -m analysis.smoke $(if $(DEVICE),--device $(DEVICE)) $(if $(STEPS),--steps $(STEPS))
@@ -70,10 +73,27 @@ ledger: $(STAMP)
 	$(PY) -m experiments.ledger
 
 compare: $(STAMP)
-	$(PY) -m analysis.compare
+	$(PY) -m analysis.compare --docs docs/results
 
 demo: $(STAMP)
 	$(PY) -m analysis.demo
 
+# the documentation site (mkdocs.yml, docs/) into site/; strict: a warning, a broken link or an
+# unresolved API reference fails it
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict
+
+# the tutorials at their default size; what they print goes into the docs (docs/tutorials.md)
+TUTORIALS := reweight_noisy weight_decay new_method/meta_uweight_digits
+tutorials: $(STAMP)
+	@mkdir -p docs/results/tutorials
+	@for t in $(TUTORIALS); do echo "docs/tutorials/$$t.py"; \
+		OMP_NUM_THREADS=1 $(PY) docs/tutorials/$$t.py > docs/results/tutorials/.out.tmp || exit 1; \
+		mv docs/results/tutorials/.out.tmp docs/results/tutorials/$$(basename $$t).txt; done
+	OMP_NUM_THREADS=1 $(PY) docs/tutorials/side_by_side.py --out docs/results/tutorials/side_by_side.md
+
 clean:
-	rm -rf results figures .pytest_cache .ruff_cache
+	rm -rf results figures site .pytest_cache .ruff_cache

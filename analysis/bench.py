@@ -26,6 +26,9 @@ that a CPU finishes in minutes; the `batch` column gives the sizes used. Absolut
 something only on a GPU; on CPU, read the ratios.
 
     python -m analysis.bench [--scale 0.125] [--repeats 6] [--estimators func,forward]
+                             [--docs docs/results]
+
+`--docs DIR` also writes the documentation's table (`docs_table`) to DIR/bench.md.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from experiments.config import Config
 from experiments.data import batches, default_workers
 from experiments.run import Run
 from methods import METHODS
+
+from .output import command_line, save_docs
 
 EXPERIMENTS = (
     "metagrad_cifar10",
@@ -253,6 +258,46 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+# how the docs table names experiments and models
+TITLES = {
+    "metagrad_cifar10": "Meta-Gradient",
+    "metasemi_cifar10": "Meta-Semi",
+    "metathreshold_cifar10": "Meta-T",
+    "metathreshold_green_cifar10": "Green Meta-T (k = 2)",
+    "impute_v2_aflw": "Impute V2 (authors' protocol)",
+}
+MODELS = {"cnn13": "CNN-13", "wrn28": "WRN-28-2", "tcdcn": "TCDCN", "resnet18": "ResNet-18"}
+
+
+def docs_table(frame: pd.DataFrame) -> str:
+    """The documentation's table of `frame` (bench.csv): one row per experiment, its base step,
+    and each meta step in base steps with, in brackets, the part of it in the hypergradient
+    (hypergrad_ms / base_step_ms); one column for the default estimator and one per estimator
+    timed (the default's column repeats it)."""
+
+    def cell(row) -> str:
+        return f"{row.ratio_vs_base:.2f}× [{row.hypergrad_ms / row.base_step_ms:.2f}]"
+
+    metas = frame[frame.estimator != "-"]
+    named = metas.estimator.str.removesuffix(" (default)").str.split(" → ").str[0]
+    order = ("func", "forward", "fd", "higher", "implicit", "analytic")
+    timed = set(named) - {"auto"}
+    columns = [e for e in order if e in timed] + sorted(timed - set(order))
+    header = ["experiment", "base step", "meta step, default estimator"]
+    header += [f"`{e}`" for e in columns]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * (len(header) - 1)]
+    for name, rows in metas.groupby("experiment", sort=False):
+        default = rows[rows.estimator.str.endswith(" (default)")].iloc[0]
+        ran = default.estimator.removesuffix(" (default)")
+        batch = default.batch.removesuffix("×1")
+        title = f"{TITLES.get(name, name)}, {MODELS.get(default.model, default.model)}, {batch}"
+        by_name = dict(zip(named[rows.index], rows.itertuples(), strict=True))
+        cells = [title, f"{default.base_step_ms:.0f} ms", f"{cell(default)} (`{ran}`)"]
+        cells += [cell(by_name[e]) if e in by_name else "" for e in columns]
+        lines.append("| " + " | ".join(cells).replace("`auto → ", "`auto` → `") + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -264,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimators", default="", help="more estimators, comma-separated")
     parser.add_argument("--set", nargs="*", default=[], help="key=value for every run")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="also write the docs' table to DOCS/bench.md"
+    )
     args = parser.parse_args(argv)
     scale = args.scale or float(os.environ.get("BENCH_SCALE") or (1.0 if cuda else 0.125))
     extra = [e for e in args.estimators.split(",") if e]
@@ -275,8 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     text = frame.to_markdown(index=False, floatfmt=".2f")
     (args.out / "bench.md").write_text(f"batch scale {scale:g}\n\n{text}\n")
     plot(frame, args.out / "bench.png")
+    command = command_line("analysis.bench", argv)
+    docs = save_docs(
+        f"batch scale {scale:g}, {args.device}\n\n{docs_table(frame)}", args.docs, "bench", command
+    )
     print(text)
-    print(f"wrote {args.out}/bench.{{csv,md,png}}")
+    print(f"wrote {args.out}/bench.{{csv,md,png}}" + (f" and {docs}" if docs else ""))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ ordinary training step (forward, backward, SGD step) on the same labeled + unlab
 `virtual_step` is θ₁ and ∇G(θ₁) alone, the floor of every exact one-step estimator; `floor` adds
 one jvp of the coupled loss along the step direction, the floor of `forward` (the `x_floor`
 column of the Markdown divides by it); `torchopt` is the same hypergradient by TorchOpt's
-`MetaSGD` (`analysis.oracles`), the outside reference.
+`MetaSGD` (`analysis.oracles`), the outside reference. With `--docs DIR` (as `make compare`
+passes it) also the documentation's tables, DIR/estimators.md (`docs_table`: time in plain
+steps, float32, CNN-13 and TCDCN) and DIR/estimators_k.md (`compare_sweeps.docs_table`).
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ from tqdm import tqdm
 from bilevel import Evaluator, hypergradient, per_sample_loss
 from bilevel.estimators.forward import directional
 from bilevel.examples import BUILDERS, Batch
+from bilevel.extras import require
 from experiments.cli import run_cli
 from experiments.models import cnn13, linear, tcdcn
 
 from . import compare_sweeps
-from .measure import agreement, fast_allocator, median_ms, peak_mb
+from .measure import agreement, fast_allocator, machine_load, median_ms, peak_mb
 from .oracles import torchopt_hypergradient
+from .output import command_line, save_docs
 
 KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
 # (row name, estimator, options); analytic only where it applies
@@ -256,6 +260,39 @@ def _markdown(frame: pd.DataFrame) -> str:
     return text
 
 
+# the docs' table: time in plain steps on the paper-size problems (CNN-13, TCDCN), float32
+DOCS_COLUMNS = {
+    "virtual_step": "`virtual_step`",
+    "floor": "`floor`",
+    "forward": "`forward`",
+    "func": "`func`",
+    "higher": "`higher`",
+    "fd": "`fd`",
+    "fd_no_lookahead": "`fd lookahead=False`",
+}
+MODEL_TITLES = {"cnn13": "CNN-13", "tcdcn": "TCDCN"}
+
+
+def docs_table(frame: pd.DataFrame, dtype: str = "float32") -> str:
+    """The documentation's table of `frame` (estimators.csv): each paper-size problem's
+    estimators in `dtype`, time divided by the plain step on the same problem."""
+    timing = frame[frame.dtype == dtype]
+    plain = timing[timing.estimator == "plain_step"].set_index("problem").ms
+    lines = [
+        "| problem | " + " | ".join(DOCS_COLUMNS.values()) + " |",
+        "|---|" + "--:|" * len(DOCS_COLUMNS),
+    ]
+    for problem in dict.fromkeys(timing.problem):
+        model, kind = problem.split("/")
+        title = MODEL_TITLES.get(model.split("-")[0])
+        if title is None:  # the one-layer model: per-call overhead, not a paper size
+            continue
+        ms = timing[timing.problem == problem].set_index("estimator").ms
+        cells = [f"{ms[e] / plain[problem]:.2f}" if e in ms else "" for e in DOCS_COLUMNS]
+        lines.append(f"| {title} ({kind}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _plot(frame: pd.DataFrame, path: Path) -> None:
     """Left: cost relative to a plain step. Right: relative error against `func` (log scale);
     one colour per estimator, o = float64, x = float32 (problem names carry the CNN width)."""
@@ -276,7 +313,6 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
     ax_t.set_xticks([j + 0.4 - width / 2 for j in range(len(problems))], problems, rotation=30)
     ax_t.set_ylabel(f"time / plain training step ({dtype})")
     ax_t.set_title("Cost of one hypergradient (dashed: one plain step)")
-    ax_t.legend(fontsize=8, ncol=2)
 
     acc = frame[~frame.estimator.isin(["plain_step", "virtual_step", "floor", "func"])]
     all_problems = list(dict.fromkeys(acc.problem))
@@ -293,8 +329,10 @@ def _plot(frame: pd.DataFrame, path: Path) -> None:
     ax_e.set_xticks(range(len(all_problems)), all_problems, rotation=30, fontsize=8)
     ax_e.set_ylabel("relative error vs func (0 shown at 1e-17)")
     ax_e.set_title("Accuracy: o float64, x float32")
-    ax_e.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
+    # one legend for both panels (the colours are the estimators'), below them, off the data
+    handles, labels = ax_t.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -310,30 +348,55 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ks", default="1,3,10", help="unrolled steps of the memory sweep")
     parser.add_argument("--only", default="", help="problems, e.g. cnn13-w128/a,tcdcn/a")
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="also write the docs' tables to DOCS/*.md"
+    )
     args = parser.parse_args(argv)
+    for module in ("higher", "torchopt"):  # rows of the table; checked before any work
+        require(module, f"make compare (its {module} row)")
     only = set(args.only.split(",")) if args.only else None
     fast_allocator()
     torch.manual_seed(0)
+    before = machine_load()
+    print(f"machine: {before}", flush=True)
     width = {"float32": args.width, "float64": args.width64}
     widths = {dt: width[dt] for dt in args.dtypes.split(",")}
-    run(args.out, widths, args.batch, args.repeats, args.device, only)
+    frame = run(args.out, widths, args.batch, args.repeats, args.device, only)
     print((args.out / "estimators.md").read_text())
+    command = command_line("analysis.compare", argv)
+    written = []  # the docs' tables (with --docs): time in plain steps in float32, then K
+    if "float32" in widths:
+        written.append(save_docs(docs_table(frame), args.docs, "estimators", command))
     dev = torch.device(args.device)
     cnn = _setups(args.width, args.batch, torch.float32, dev)[0]
     ks = tuple(int(k) for k in args.ks.split(","))
-    swept = compare_sweeps.k_sweep(cnn, KINDS["a"], ks, dev)
+    swept = compare_sweeps.k_sweep(cnn, KINDS["a"], ks, dev, args.repeats)
+    compare_sweeps.plot_k(swept, args.out / "estimators_k.png")
     print(f"\n{cnn.name}/a, float32, against K:\n")
     print(
         compare_sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"]))
     )
+    written.append(save_docs(compare_sweeps.docs_table(swept), args.docs, "estimators_k", command))
     radii = pd.concat(
         compare_sweeps.r_sweep(select(_setups(w, args.batch, getattr(torch, dt), dev), only), KINDS)
         for dt, w in widths.items()
     )
+    compare_sweeps.plot_r(radii, args.out / "fd_r.png")
     print("\nfd's relative error against r:\n")
     print(compare_sweeps.save(radii, args.out, "fd_r", (["dtype", "problem"], "r", "rel_error")))
+    after = machine_load()
+    measured = (
+        f"\nMeasured after one warm-up call per row; machine at the start: {before}; "
+        f"at the end: {after}.\n"
+    )
+    for stem in ("estimators", "estimators_k"):
+        with open(args.out / f"{stem}.md", "a") as fh:
+            fh.write(measured)
+    print(measured)
     stems = ("estimators", "estimators_k", "fd_r")
     print("wrote " + ", ".join(str(args.out / f"{s}.csv") for s in stems) + " (+ .md, .png)")
+    if args.docs is not None:
+        print("wrote " + " and ".join(map(str, written)))
 
 
 if __name__ == "__main__":

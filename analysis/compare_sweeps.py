@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
@@ -27,8 +31,11 @@ UNROLLED = (
 RADII = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
-def k_sweep(setup, kind: str, ks: tuple[int, ...], device: torch.device) -> pd.DataFrame:
-    """Peak extra memory and time of one call of each unrolled estimator for K = `ks`."""
+def k_sweep(
+    setup, kind: str, ks: tuple[int, ...], device: torch.device, repeats: int = 3
+) -> pd.DataFrame:
+    """Peak extra memory of one call and median time of `repeats` calls after one warm-up
+    call, of each unrolled estimator for K = `ks`."""
     rows = []
     for k in ks:
         problem, hp = BUILDERS[kind](
@@ -44,7 +51,7 @@ def k_sweep(setup, kind: str, ks: tuple[int, ...], device: torch.device) -> pd.D
                     "problem": setup.name,
                     "estimator": name,
                     "K": k,
-                    "ms": median_ms(call, 1, device, warmup=0),
+                    "ms": median_ms(call, repeats, device, warmup=1),
                     "peak_mb": peak_mb(call, device),
                 }
             )
@@ -84,3 +91,71 @@ def save(frame: pd.DataFrame, out: Path, stem: str, pivot: tuple) -> str:
     )
     (out / f"{stem}.md").write_text(text + "\n")
     return text
+
+
+def plot_k(swept: pd.DataFrame, path: Path) -> None:
+    """Time and peak extra memory of each unrolled estimator against K (one line each)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (value, label) in zip(
+        axes, (("ms", "ms per hypergradient"), ("peak_mb", "peak extra memory (MB)")), strict=True
+    ):
+        for name, rows in swept.groupby("estimator", sort=False):
+            ax.plot(rows.K, rows[value], marker="o", label=name)
+        ax.set_xlabel("unrolled steps K")
+        ax.set_ylabel(label)
+        ax.set_xticks(sorted(set(swept.K)))
+    problem = swept.problem.iloc[0]
+    fig.suptitle(f"{problem}/a, float32: cost against K")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_r(radii: pd.DataFrame, path: Path) -> None:
+    """`fd`'s relative error against r, one line per problem, solid float32, dashed float64."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    problems = list(dict.fromkeys(radii.problem))
+    for (problem, dtype), rows in radii.groupby(["problem", "dtype"], sort=False):
+        ax.loglog(
+            rows.r,
+            rows.rel_error.clip(lower=1e-17),
+            marker="o" if dtype == "float64" else "x",
+            ls="--" if dtype == "float64" else "-",
+            color=f"C{problems.index(problem)}",
+            label=f"{problem} ({dtype})",
+        )
+    ax.set_xlabel("fd's r (ε = r/‖w‖)")
+    ax.set_ylabel("relative error against func")
+    ax.set_title("fd's error against its step r: dashed o float64, solid x float32")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# the docs' table of the K sweep: its columns, (row name, quantity, header)
+K_COLUMNS = [
+    (name, value, f"`{title}` {unit}")
+    for value, unit in (("ms", "ms"), ("peak_mb", "MB"))
+    for name, title in (
+        ("func", "func"),
+        ("func_checkpoint", "func checkpoint=True"),
+        ("higher", "higher"),
+    )
+]
+
+
+def docs_table(swept: pd.DataFrame) -> str:
+    """The documentation's table of the K sweep: time and peak extra memory of each unrolled
+    estimator against K, to three significant digits."""
+    lines = [
+        "| K | " + " | ".join(h for _, _, h in K_COLUMNS) + " |",
+        "|--:|" + "--:|" * len(K_COLUMNS),
+    ]
+    for k, rows in swept.groupby("K", sort=True):
+        by_name = rows.set_index("estimator")
+        cells = [f"{float(f'{by_name.loc[n, v]:.3g}'):.0f}" for n, v, _ in K_COLUMNS]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

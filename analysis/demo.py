@@ -22,6 +22,7 @@ from experiments import configs
 from experiments.cli import run_cli
 
 from . import compare
+from .measure import machine_load
 from .seeds import Spec, collect
 
 STEPS = 400
@@ -37,7 +38,8 @@ PAIRS = {base: {m: SHOWN[m] for m in metas} for base, metas in configs.pairs(lis
 
 
 def specs(steps: int) -> list[Spec]:
-    short = (f"steps={steps}", f"eval_every={steps}")
+    # two evaluations: the time per step is measured over the second half (after warm-up)
+    short = (f"steps={steps}", f"eval_every={max(1, steps // 2)}")
     out = []
     for base, metas in PAIRS.items():
         out.append(Spec(base, short, f"{base} (base)", {"base": base, "estimator": "-"}))
@@ -48,20 +50,30 @@ def specs(steps: int) -> list[Spec]:
     return out
 
 
-def method_table(frame: pd.DataFrame, all_specs: list[Spec]) -> pd.DataFrame:
-    info = {s.title: s.extra for s in all_specs}
+def ms_per_step(metrics: pd.DataFrame) -> float:
+    """Training time per step over the second half of a run (from its two `wall_time_s` rows,
+    which leave evaluation out): the first half absorbs the one-off costs of a first call."""
+    wall = metrics[(metrics.split == "time") & (metrics.metric == "wall_time_s")]
+    (s0, t0), (s1, t1) = wall[["step", "value"]].tail(2).itertuples(index=False)
+    return 1e3 * (t1 - t0) / (s1 - s0)
+
+
+def method_table(
+    frame: pd.DataFrame, all_specs: list[Spec], scale: str = "full", seed: int = 0
+) -> pd.DataFrame:
+    info = {s.title: s for s in all_specs}
+    ms = {t: ms_per_step(s.run(seed, scale).metrics()) for t, s in info.items()}
     rows = []
-    speed = frame.groupby("run", sort=False).steps_per_s.mean()
     for run, sub in frame.groupby("run", sort=False):
-        base = info[run]["base"]
+        base = info[run].extra["base"]
         rows.append(
             {
                 "run": run,
                 "base": base,
-                "estimator": info[run]["estimator"],
+                "estimator": info[run].extra["estimator"],
                 "test error %": sub.value.mean(),
-                "steps/s": speed[run],
-                "cost vs base step": speed[f"{base} (base)"] / speed[run],
+                "ms/step": ms[run],
+                "cost vs base step": ms[run] / ms[f"{base} (base)"],
             }
         )
     return pd.DataFrame(rows)
@@ -77,9 +89,11 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     ax_e.set_xlabel("test error % (digits, 50 labels, short run)")
     ax_c.barh(ys, table["cost vs base step"], color=colours)
     ax_c.axvline(1.0, color="k", ls="--", lw=1)
-    ax_c.set_xlabel("time per step / base method's")
-    fig.suptitle("Meta-learning methods beside their bases (colour = pair)")
-    fig.tight_layout()
+    ax_c.set_xlabel("time per step / base method's (second half of each run)")
+    fig.suptitle("Meta-learning methods beside their bases")
+    pairs = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}") for i in range(len(PAIRS))]
+    fig.legend(pairs, [f"{b} and its meta methods" for b in PAIRS], loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
@@ -94,10 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     all_specs = specs(args.steps)
     print(f"1/2 methods on digits: {len(all_specs)} short runs (finished runs are reused)")
-    table = method_table(collect(all_specs, [0], args.scale), all_specs)
+    print(f"machine: {machine_load()}", flush=True)
+    table = method_table(collect(all_specs, [0], args.scale), all_specs, args.scale)
     table.to_csv(args.out / "methods.csv", index=False)
     text = table.to_markdown(index=False, floatfmt=".2f")
-    (args.out / "methods.md").write_text(text + "\n")
+    note = f"Time per step over each run's second half; machine after the runs: {machine_load()}."
+    (args.out / "methods.md").write_text(f"{text}\n\n{note}\n")
+    print(note)
     plot(table, args.out / "methods.png")
     print(text)
     print("\n2/2 estimator comparison (CNN-13 at width 16, TCDCN, one-layer)")
@@ -106,8 +123,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.scale == "full"
         else ["--width", "4", "--width64", "2"]
     )
-    compare.main(["--out", str(args.out), *width, "--batch", "8", "--repeats", "2"])
-    print(f"\nwrote {args.out}/methods.{{csv,md,png,pdf}} and {args.out}/estimators.{{csv,md,png}}")
+    compare.main(["--out", str(args.out), *width, "--batch", "8", "--repeats", "3"])
+    print(
+        f"\nwrote {args.out}/methods.{{csv,md,png,pdf}}, {args.out}/estimators.{{csv,md,png}}, "
+        f"{args.out}/estimators_k.{{csv,md,png}} and {args.out}/fd_r.{{csv,md,png}}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ slow (a page fault per new page), so timings run in `fast_allocator()` mode: blo
 from __future__ import annotations
 
 import ctypes
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -38,6 +39,16 @@ def _allocator(mmap_threshold: int, trim_threshold: int) -> None:
 def fast_allocator() -> None:
     """Heap reuse for blocks below 32 MiB (for timings)."""
     _allocator(32 * 2**20, 64 * 2**20)
+
+
+def machine_load() -> str:
+    """What else the machine was doing: its load average over the last minute against its
+    cores (timings on a machine whose load is near its core count are not the code's own)."""
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    busy = " (busy: timings include other work)" if load > 0.5 * cores else ""
+    threads = torch.get_num_threads()
+    return f"load average {load:.2f} over 1 min on {cores} cores, {threads} torch threads{busy}"
 
 
 def _sync(device: torch.device) -> None:

@@ -6,7 +6,8 @@ settings (`experiments.configs.pairs`, derived, so the two differ only in the me
 Reports mean ± std, each seed's value, the difference to the base, and on how many seeds the
 meta method is below its base with the same seed (step costs: `make bench`, which times methods
 side by side; whole-run wall times depend on what else the machine ran). Finished runs are
-reused. Writes results/meta_check.csv and results/meta_check.md.
+reused. Writes results/meta_check.csv and results/meta_check.md (with `--docs DIR`, as
+`make check-meta` passes it, also DIR/meta_check.md, the table the documentation includes).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pandas as pd
 from experiments import configs
 from experiments.cli import run_cli
 
-from .output import save_csv_md
-from .seeds import Spec, check_parser, collect_groups, runs_of, table
+from .output import command_line, save_csv_md, save_docs
+from .seeds import Spec, check_parser, collect_groups, per_seed, runs_of, table
 from .sweep import run_missing
 
 DATASETS = ("digits", "synthfaces")
@@ -42,11 +43,6 @@ def _wins(frame: pd.DataFrame, name: str, base: str) -> str:
     return f"{int((values[name] < values[base]).sum())}/{len(values)}"
 
 
-def _per_seed(frame: pd.DataFrame, name: str) -> str:
-    values = frame[frame.run == name].sort_values("seed").value
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
 def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
     summary = table(frame).set_index("run")
     rows = []
@@ -63,7 +59,7 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "base": base,
                     "metric": row.metric,
                     "result": row.result,
-                    "per seed": _per_seed(frame, name),
+                    "per seed": per_seed(frame, name),
                     "seeds": int(row.seeds),
                     "vs base": ""
                     if name == base
@@ -85,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     frame = collect_groups(groups, args.scale)
     text = pair_table(frame).to_markdown(index=False, disable_numparse=True)
     print(text)
-    print("wrote " + " and ".join(map(str, save_csv_md(frame, text, args.out, "meta_check"))))
+    written = save_csv_md(frame, text, args.out, "meta_check")
+    command = command_line("analysis.meta_check", argv)
+    written += [save_docs(text, args.docs, "meta_check", command)] if args.docs else []
+    print("wrote " + " and ".join(map(str, written)))
 
 
 if __name__ == "__main__":

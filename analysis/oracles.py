@@ -4,7 +4,8 @@
 `torchopt.MetaSGD` / `MetaAdam` / `MetaAdamW` on a copy of the model and differentiates
 G(θ_K(λ)) by autograd through them: the same quantity as the core's exact estimators,
 computed by another library. `make compare` times it beside them (its `torchopt` row) and
-tests/bilevel/test_torchopt.py checks the estimators against it in float64.
+tests/bilevel/test_torchopt.py checks the estimators against it in float64. TorchOpt is an
+optional dependency (`pip install 'bilevel-ssl[torchopt]'`), imported at the first call.
 
 TorchOpt computes Adam's bias corrections 1 − βᵗ in float32 (its step count is a float32
 tensor), so its Adam matches torch.optim.Adam only to about 1e-5 relative with β₂ = 0.999;
@@ -16,10 +17,10 @@ from __future__ import annotations
 import copy
 
 import torch
-import torchopt
 from torch import Tensor
 
 from bilevel import BilevelProblem, ModelFn
+from bilevel.extras import require
 
 
 def torchopt_hypergradient(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict:
@@ -27,6 +28,7 @@ def torchopt_hypergradient(problem: BilevelProblem, hparams: dict[str, Tensor]) 
     settings from a fresh state, then autograd. Like the core's estimators, every loss
     evaluation starts from the random state at the call (the same dropout masks), the model
     itself is not changed, and the global random state is restored."""
+    torchopt = require("torchopt", "torchopt_hypergradient (the outside reference)")
     if problem.momentum_buffers or problem.adam_state or problem.dampening:
         raise ValueError("torchopt_hypergradient: fresh optimizer state and no dampening only")
     model = copy.deepcopy(problem.model)

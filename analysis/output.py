@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -45,3 +47,20 @@ def save_csv_md(frame: pd.DataFrame, markdown: str, out: Path, name: str) -> lis
     tmp = out / f".{name}.tmp.md"
     tmp.write_text(markdown + "\n")
     return [csv_path, _replace(tmp, out / f"{name}.md")]
+
+
+def save_docs(markdown: str, docs: Path | None, name: str, command: str) -> Path | None:
+    """`docs/name.md`: a measured table for the documentation site, which includes it from there
+    (docs/results/, committed), marked with the `command` that wrote it; nothing if `docs` is
+    None (the commands write it with `--docs DIR`, which the make targets pass)."""
+    if docs is None:
+        return None
+    docs.mkdir(parents=True, exist_ok=True)
+    tmp = docs / f".{name}.tmp.md"
+    tmp.write_text(f"<!-- written by `{command}`; rerun it rather than editing -->\n\n{markdown}\n")
+    return _replace(tmp, docs / f"{name}.md")
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that ran `python -m module` with `argv` (None: this process's arguments)."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])

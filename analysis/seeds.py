@@ -97,6 +97,9 @@ def check_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--scale", choices=("full", "smoke"), default="full")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="also write the docs' table to DOCS/<name>.md"
+    )
     job_options(parser)
     return parser
 
@@ -110,6 +113,12 @@ def job_options(parser: argparse.ArgumentParser) -> None:
         help="train missing runs as submitit jobs (default: one after another in-process)",
     )
     parser.add_argument("--parallel", type=int, default=2, help="jobs at a time")
+
+
+def per_seed(frame: pd.DataFrame, run: str) -> str:
+    """`run`'s values by seed, "7.40, 9.40, 9.20"."""
+    values = frame[frame.run == run].sort_values("seed").value
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def table(frame: pd.DataFrame) -> pd.DataFrame:

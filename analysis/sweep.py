@@ -12,6 +12,9 @@ its own process; its run directory's lock keeps a second job on the same run fro
 it. On SIGTERM or submitit's preemption / time-out signal (SIGUSR2) a job writes a checkpoint at
 the end of the step it is in and requeues itself; the requeued job resumes from that step and
 ends with the numbers of an uninterrupted run.
+
+submitit is an optional dependency (`pip install 'bilevel-ssl[cluster]'`), imported when jobs are
+submitted: the check commands without EXECUTOR= train in-process and do not need it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import submitit
-from submitit.core.utils import UncompletedJobError
 
+from bilevel.extras import require
 from experiments.cli import run_cli
 from experiments.config import ConfigError, check_repeats
 from experiments.errors import Stopped
@@ -40,7 +43,14 @@ from experiments.stop import StopRequest
 
 from .seeds import seed_list
 
-PREEMPT = submitit.JobEnvironment._usr_sig()  # the signal submitit requeues on (SIGUSR2)
+
+def _submitit():
+    return require("submitit", "submitting runs as jobs (make sweep, EXECUTOR=)")
+
+
+def preempt_signal() -> int:
+    """The signal submitit requeues a job on (SIGUSR2, or $SUBMITIT_PREEMPT_SIGNAL)."""
+    return _submitit().JobEnvironment._usr_sig()
 
 
 def grid(text: str) -> list[tuple[str, ...]]:
@@ -91,27 +101,35 @@ class Settings:
             raise ConfigError(f"PARALLEL: must be >= 1, got {self.parallel}")
 
 
-class TrainJob(submitit.helpers.Checkpointable):
+class TrainJob:
     """One run as a submitit job; submitit's `checkpoint` resubmits it as it is, and the
     requeued job resumes the run from its checkpoint."""
 
     def __init__(self, run: Run, data: Path) -> None:
         self.run, self.data = run, data
 
+    def checkpoint(self, *args, **kwargs):
+        """submitit's requeue hook (`submitit.helpers.Checkpointable`'s): resubmit this job as
+        it is; submitit finds it by name, so submitit is imported only when jobs run."""
+        return _submitit().helpers.DelayedSubmission(self, *args, **kwargs)
+
     def __call__(self) -> dict:
         os.environ["DATA_ROOT"] = str(self.data)  # as on the submitting machine
-        with StopRequest.on(signal.SIGTERM, PREEMPT) as stop:
+        preempt = preempt_signal()
+        with StopRequest.on(signal.SIGTERM, preempt) as stop:
             try:
                 return self.run.ensure(progress=False, stop=stop)
             except Stopped as err:
                 print(f"{err}; requeueing", flush=True)
-                stopped, requeue = err, stop.previous.get(PREEMPT)
+                stopped, requeue = err, stop.previous.get(preempt)
         if callable(requeue):  # submitit's handler: checkpoint() and requeue; it exits
-            requeue(PREEMPT, None)
+            requeue(preempt, None)
         raise stopped  # not under submitit: nothing requeues the run
 
 
-def make_executor(settings: Settings) -> submitit.Executor:
+def make_executor(settings: Settings):
+    """A submitit executor for `settings` (`submitit.Executor`)."""
+    submitit = _submitit()
     folder = settings.folder or runs_root() / ".submitit"
     if settings.executor == "local":
         executor = submitit.LocalExecutor(folder=folder / "%j")
@@ -135,7 +153,7 @@ def make_executor(settings: Settings) -> submitit.Executor:
     raise ConfigError(f"executor: {settings.executor!r} is not local or slurm")
 
 
-def _describe(job: submitit.Job, run: Run) -> str:
+def _describe(job, run: Run) -> str:
     return f"  job {job.job_id}: {title(run)}\n    run {run.path}\n    log {job.paths.stdout}"
 
 
@@ -165,7 +183,7 @@ def dispatch(
     executor = make_executor(settings)
     data = data_root().resolve()
     jobs = [TrainJob(run, data) for run in todo]
-    started: list[tuple[submitit.Job, Run]] = []
+    started: list[tuple[Any, Run]] = []  # (submitit.Job, its run)
     if settings.executor == "slurm" or not wait:
         if settings.executor == "local" and len(todo) > settings.parallel:
             print(f"(without waiting, all {len(todo)} local jobs start now)", flush=True)
@@ -188,10 +206,11 @@ def dispatch(
     if not wait:
         return [(r, "submitted") for _, r in started]
     outcome = {r: "done" for r in runs}
+    utils = _submitit().core.utils
     for job, r in started:
         try:
             job.result()
-        except (submitit.core.utils.FailedJobError, UncompletedJobError) as err:
+        except (utils.FailedJobError, utils.UncompletedJobError) as err:
             outcome[r] = f"failed: {_last_error(str(err))} (log {job.paths.stderr})"
     return [(r, outcome[r]) for r in runs]
 

@@ -1,9 +1,14 @@
 """Bilevel core: one problem, interchangeable hypergradient estimators.
 
+```python
 from bilevel import BilevelProblem, hypergradient
 problem = BilevelProblem(model, inner_loss, outer_loss, lr=0.1, steps=1)
 grads = hypergradient(problem, hparams, estimator="forward")
+```
 """
+
+# the version of the bilevel-ssl distribution (pyproject reads it from here; CHANGELOG.md)
+__version__ = "0.2.0"
 
 from .adam import AdamConfig, AdamState
 from .estimators import (

@@ -67,8 +67,11 @@ class AdamConfig:
         new = {"step": torch.tensor(t, dtype=torch.float32), "exp_avg": m, "exp_avg_sq": v}
         return ratio, 1 - beta1**t, new
 
-    def step(self, params: Params, grads: Params, state: AdamState) -> tuple[Params, AdamState]:
-        """One step from `state` (a missing name: the parameter's first step); inputs unchanged."""
+    def step(
+        self, params: Params, grads: Params, state: AdamState, scale: Params | None = None
+    ) -> tuple[Params, AdamState]:
+        """One step from `state` (a missing name: the parameter's first step); inputs unchanged.
+        `scale`: factors of lr by parameter name (a param group with lr·s in torch's Adam)."""
         new_params: Params = {}
         new_state: AdamState = dict(state)
         for name, p in params.items():
@@ -76,9 +79,10 @@ class AdamConfig:
             if self.weight_decay and not self.decoupled:
                 d = d + self.weight_decay * p
             ratio, bc1, new_state[name] = self._direction(d, state.get(name))
+            lr = self.lr if scale is None or name not in scale else self.lr * scale[name]
             if self.weight_decay and self.decoupled:
-                p = p * (1 - self.lr * self.weight_decay)
-            new_params[name] = p - (self.lr / bc1) * ratio
+                p = p * (1 - lr * self.weight_decay)
+            new_params[name] = p - (lr / bc1) * ratio
         return new_params, new_state
 
     def direction_scale(self, params: Params, grads: Params, state: AdamState) -> Params:

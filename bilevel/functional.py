@@ -131,9 +131,17 @@ class Evaluator:
         """∇_λ L_in(θ, λ) at fixed θ = `params` (no graph through the network's weights)."""
         return grad_dict(self.coupled(_detached(params), hparams), hparams)
 
-    def step(self, params: Params, grads: Params, state: dict) -> tuple[Params, dict]:
-        """One step of the problem's inner optimizer (SGD, Adam or AdamW) from `state`."""
-        return self.problem.optim.step(params, grads, state)
+    def step(
+        self, params: Params, grads: Params, state: dict, hparams: dict[str, Tensor] | None = None
+    ) -> tuple[Params, dict]:
+        """One step of the problem's inner optimizer (SGD, Adam or AdamW) from `state`; with
+        `hparams`, at the learning rates of the problem's `lr_scale` (if any)."""
+        lr_scale = self.problem.lr_scale
+        scale = None if lr_scale is None or hparams is None else lr_scale(self.hp(hparams))
+        unknown = sorted(set(scale or {}) - set(params))
+        if unknown:
+            raise KeyError(f"lr_scale gives factors for names that are not trainable: {unknown}")
+        return self.problem.optim.step(params, grads, state, scale)
 
     def first_grads(self, hparams: dict[str, Tensor]) -> Params:
         """∇_θ L_in(θ₀, λ), computed once per context and λ (the same tensors), or the

@@ -64,6 +64,11 @@ def hypergradient(
     check_options(estimator, options)
     _check_steps(estimator, problem.steps)
     check_optimizer(estimator, problem.optimizer, problem.weight_decay)
+    if problem.lr_scale is not None and estimator not in UNROLLING:
+        raise ValueError(
+            f"lr_scale: a learned learning rate enters the inner optimizer's steps, which "
+            f"{estimator!r} does not differentiate; use {', '.join(UNROLLING)}"
+        )
     dtype = next(iter(problem.params().values())).dtype
     leaves = _as_leaves(hparams, dtype)
     used: set[str] = set()
@@ -75,10 +80,14 @@ def hypergradient(
     unused = [k for k in hparams if k not in used]
     if unused and not allow_unused:
         raise ValueError(
-            f"hparams key(s) {unused} are never read by the inner loss, so their "
+            f"hparams key(s) {unused} are never read by the inner loss or lr_scale, so their "
             "hypergradient is 0; remove them, or pass allow_unused=True to accept that"
         )
     return out
+
+
+# the estimators that differentiate through the inner optimizer's steps themselves
+UNROLLING = ("func", "higher", "auto")
 
 
 def _check_steps(name: str, steps: int) -> None:
@@ -254,4 +263,7 @@ def _recording(problem: BilevelProblem, used: set[str]) -> BilevelProblem:
     if problem.coupled_loss is not None:
         out.coupled_loss = _Loss(problem.coupled_loss, "coupled_loss", own, used)
     out.outer_loss = _Loss(problem.outer_loss, "outer_loss", own, None)
+    if problem.lr_scale is not None:
+        lr_scale = problem.lr_scale
+        out.lr_scale = lambda hparams: lr_scale(_KeyRecorder(hparams, used))
     return out

@@ -95,7 +95,11 @@ class BilevelProblem:
         model: the network; starts from its current parameters and buffers, never modified.
         inner_loss: `inner_loss(f, hparams) -> scalar`, the loss the virtual steps descend.
         outer_loss: `outer_loss(f) -> scalar`, evaluated after the K steps (must not use λ).
-        lr, momentum, weight_decay, nesterov, dampening: the inner SGD, as `torch.optim.SGD`.
+        lr: the inner learning rate, as `torch.optim.SGD`'s (or Adam's).
+        momentum: the inner SGD's momentum, as `torch.optim.SGD`'s.
+        weight_decay: the inner weight decay, as `torch.optim.SGD`'s (or Adam's, AdamW's).
+        nesterov: the inner SGD's Nesterov flag, as `torch.optim.SGD`'s.
+        dampening: the inner SGD's dampening, as `torch.optim.SGD`'s.
         optimizer: the inner optimizer, "sgd" (the default), "adam" or "adamw", each with
             exactly torch.optim's arithmetic; Adam's `betas`, `eps` and `adam_state` (torch's
             per-parameter state by name: `step`, `exp_avg`, `exp_avg_sq`; empty: first step).
@@ -118,6 +122,11 @@ class BilevelProblem:
             (e.g. zeros for an inner loss linear in λ at λ = 0, Meta-Semi's); the estimators
             that take the first virtual step without a graph (`forward`, `fd`, `analytic`) use
             it instead of a forward and backward pass over the inner batch.
+        lr_scale: optional `lr_scale(hparams) -> {parameter name: factor}`: the inner steps
+            use lr·factor for those parameters (others: lr), as torch.optim's param groups with
+            their own lr; a learned per-layer learning rate, e.g. `{n: hp["log_lr"][i].exp()}`
+            for the parameters n of layer i. The unrolling estimators (`func`, `higher`;
+            `auto` picks `func`) differentiate through it; the others refuse it.
     """
 
     model: nn.Module
@@ -138,6 +147,7 @@ class BilevelProblem:
     shard: Shard = LOCAL
     replicated: tuple[str, ...] = ()
     first_inner_grad: dict[str, Tensor] | None = None
+    lr_scale: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -160,6 +170,8 @@ class BilevelProblem:
                 raise TypeError(f"{name} must be callable")
         if self.coupled_loss is not None and not callable(self.coupled_loss):
             raise TypeError("coupled_loss must be callable or None")
+        if self.lr_scale is not None and not callable(self.lr_scale):
+            raise TypeError("lr_scale must be callable (hparams -> factors by name) or None")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
         if self.optimizer not in OPTIMIZERS:

@@ -53,9 +53,12 @@ class SGDConfig:
         c = (1.0 - self.dampening) if has_buffer else 1.0
         return 1.0 + self.momentum * c if self.nesterov else c
 
-    def step(self, params: Params, grads: Params, state: Params) -> tuple[Params, Params]:
-        """`sgd_step` with this config (`state`: the momentum buffers by name)."""
-        return sgd_step(params, grads, state, self)
+    def step(
+        self, params: Params, grads: Params, state: Params, scale: Params | None = None
+    ) -> tuple[Params, Params]:
+        """`sgd_step` with this config (`state`: the momentum buffers by name; `scale`: factors
+        of lr by parameter name, see `sgd_step`)."""
+        return sgd_step(params, grads, state, self, scale)
 
     def direction_scale(self, params: Params, grads: Params, state: Params) -> dict[str, float]:
         """The coefficient of the gradient in the first step, per parameter (see
@@ -64,11 +67,13 @@ class SGDConfig:
 
 
 def sgd_step(
-    params: Params, grads: Params, buffers: Params, cfg: SGDConfig
+    params: Params, grads: Params, buffers: Params, cfg: SGDConfig, scale: Params | None = None
 ) -> tuple[Params, Params]:
     """One SGD step. Returns (new parameters, new momentum buffers); inputs are not modified.
 
     `buffers` maps a parameter name to its momentum buffer; a missing name means "first step".
+    `scale` maps a parameter name to a factor of its learning rate, p ← p − lr·s·d (a learned
+    per-layer learning rate; as a param group with lr·s in torch.optim.SGD); missing: 1.
     """
     new_params: Params = {}
     new_buffers: Params = dict(buffers)
@@ -81,5 +86,6 @@ def sgd_step(
             b = d if old is None else cfg.momentum * old + (1.0 - cfg.dampening) * d
             new_buffers[name] = b
             d = d + cfg.momentum * b if cfg.nesterov else b
-        new_params[name] = p - cfg.lr * d
+        lr = cfg.lr if scale is None or name not in scale else cfg.lr * scale[name]
+        new_params[name] = p - lr * d
     return new_params, new_buffers

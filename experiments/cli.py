@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from bilevel.extras import MissingExtra
+
 from .errors import ConfigError, DataError, Diverged, Interrupted, Stopped
 
 
@@ -31,6 +33,9 @@ def _run_cli(main: Callable[[], int | None], again: str) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return err.status
+    except MissingExtra as err:  # an optional dependency the command needs; it names the extra
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:  # an unwritable RUNS_ROOT, a full disk, a file where a folder goes
         print(
             f"error: {err} (a file-system problem at that path: permissions, free space, or a "

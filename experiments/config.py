@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from bilevel import extras
 from methods import METHODS
 from methods.base import FLOAT32_MAX, check_config
 
@@ -72,7 +73,9 @@ class Config:
     snapshots: bool = False  # keep model, EMA and method state of every evaluation (analysis)
     device: str = "auto"
     workers: int = -1  # batch-building processes (-1: none on CPU, cores − 1 up to 8 on CUDA)
-    tensorboard: bool = True  # TensorBoard event files in <run>/tb/ at each evaluation
+    # TensorBoard event files in <run>/tb/ at each evaluation; on by default where the
+    # tensorboard package is installed (the `tensorboard` extra), refused without it
+    tensorboard: bool = extras.installed("tensorboard")
     # "bf16": the training losses and the meta step's evaluations under bfloat16 autocast
     # (evaluation stays float32; `fd`, `implicit` and `analytic` evaluate in float32)
     amp: str = "none"
@@ -371,9 +374,21 @@ def validate(cfg: Config) -> None:
     for ok, key, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
+    _check_extras(cfg)
     _check_device(cfg.device)
     _check_estimator_options(cfg.estimator_options)
     cfg.method_config()
+
+
+def _check_extras(cfg: Config) -> None:
+    """Settings that need an optional dependency (`bilevel.extras`), refused without it."""
+    if cfg.tensorboard and not extras.installed("tensorboard"):
+        needs = extras.message("tensorboard", "tensorboard=true (TensorBoard event files)")
+        raise ConfigError(f"tensorboard: {needs}, or pass tensorboard=false")
+    meta = METHODS.base_of(cfg.method) is not None
+    if meta and cfg.estimator == "higher" and not extras.installed("higher"):
+        needs = extras.message("higher", "the 'higher' estimator")
+        raise ConfigError(f"estimator: {needs}, or pass estimator=func (exact too)")
 
 
 def _check_estimator_options(options: dict[str, dict[str, Any]]) -> None:

@@ -4,9 +4,9 @@
 Each process (rank) trains the same model on its slice of every step's global batch
 (`bilevel.parallel.Shard`, `BatchMaker`); the methods' losses are the ranks' parts of the global
 ones and gradients are summed over ranks, so a run on N processes is the run on one (up to float
-rounding, and BatchNorm: see README). Rank 0 alone writes the run directory, evaluates, logs and
-shows the progress bar; every decision that ends the loop (divergence, a stop request) is taken
-by all ranks together.
+rounding, and BatchNorm: see docs/experiments.md). Rank 0 alone writes the run directory,
+evaluates, logs and shows the progress bar; every decision that ends the loop (divergence, a
+stop request) is taken by all ranks together.
 """
 
 from __future__ import annotations

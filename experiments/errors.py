@@ -2,7 +2,8 @@
 (`experiments.cli.run_cli` turns one into a message and that status, never a traceback).
 
     exit 2    ConfigError (a bad setting; RunLocked, CheckpointError), DataError, OSError
-              (a file-system problem): nothing was trained
+              (a file-system problem), bilevel.extras.MissingExtra (an optional dependency
+              the command needs, named with its extra): nothing was trained
     exit 1    Diverged: the training loss stopped being finite
     exit 130  Interrupted (Ctrl-C): the run directory keeps its last checkpoint
     exit 143  Stopped (SIGTERM): a checkpoint of the step it was in was written

@@ -2,13 +2,16 @@
 `<split>/<metric>` at its step, written when `metrics.csv` is (so never ahead of the checkpoint).
 
     tensorboard --logdir runs/          # every run, live; a sweep's runs side by side
+
+TensorBoard is an optional dependency (`pip install 'bilevel-ssl[tensorboard]'`), imported only
+when a run writes events; `config.validate` refuses `tensorboard=true` without it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torch.utils.tensorboard import SummaryWriter
+from bilevel.extras import require
 
 
 class Events:
@@ -19,7 +22,9 @@ class Events:
         self.writer = None
         self.folder = run / "tb"
         if enabled:
-            self.writer = SummaryWriter(str(self.folder), purge_step=start + 1 if start else None)
+            what = "tensorboard=true (TensorBoard event files; tensorboard=false writes none)"
+            writer = require("tensorboard", what, "torch.utils.tensorboard").SummaryWriter
+            self.writer = writer(str(self.folder), purge_step=start + 1 if start else None)
 
     def _gone(self) -> bool:
         """The folder was removed under the run (the loop reports that, naming the run

@@ -275,6 +275,11 @@ def render(papers: list[Paper] | None = None) -> str:
 
 
 def main() -> int:
+    if not LEDGER.is_dir():  # an installed package: the ledger is part of the repository
+        raise ConfigError(
+            f"the ledger reads docs/settings/*.toml of a clone of the repository, not found at "
+            f"{LEDGER}; run make ledger in the clone"
+        )
     problems = check()
     PAGE.write_text(render())
     print(f"wrote {PAGE.relative_to(ROOT)}")

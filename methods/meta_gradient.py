@@ -10,6 +10,7 @@ Meta step (Alg. 1; the model in eval mode as in the authors' code, `eval_mode`):
 
 β = `meta_scale` · B_u, so that the step is α-times the gradient of the summed loss as in the
 paper's Eq. 11. The virtual step depends on `protocol`:
+
 - "authors": one plain SGD step at the current learning rate, as the authors' update
   ŷ = ỹ − lr·(softmax f(u; θ+εv) − softmax f(u; θ−εv))/ε, v = ∇_θ G(θ), ε = 0.01/‖v‖
   (`train_meta.py` of Sakura03/SemiMeta; docs/authors_code.md). With `estimator=fd`
@@ -18,6 +19,7 @@ paper's Eq. 11. The virtual step depends on `protocol`:
 - "toolkit": the real optimizer's virtual step (its momentum buffers, weight decay, Nesterov):
   the exact hypergradient of the step the model takes next. Under Nesterov its first step has
   coefficient 1 + μ, so the update is (1 + μ) times the authors'.
+
 The training step is the base's (`pl_mixup`) with ŷ in place of ỹ.
 """
 

@@ -8,7 +8,7 @@ the hypergradient, as Meta-Weight-Net (Shu et al., 2019) does for noisy labels.
     the base's step with mask m_j · V_Θ(ℓ_j)      (m_j: Pseudo-Label's confidence threshold)
 
 It overrides one hook of its base, `targets` (its mask). This file and `experiments/configs/
-metaweight_digits.py` are all it takes (README, "Adding a method").
+metaweight_digits.py` are all it takes (docs/methods.md, "Adding a method").
 """
 
 from __future__ import annotations

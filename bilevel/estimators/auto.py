@@ -3,7 +3,8 @@
     analytic   K = 1, a one-layer model and a `bilevel.ImputedTargets` inner loss (closed form)
     forward    any other K = 1 problem: one jvp of the coupled loss, no Hessian and no graph
                through a backward pass (`make compare` measures it below `func` and `higher`)
-    func       K > 1: reverse mode through the unrolled steps
+    func       K > 1, or a learned learning rate (`lr_scale`): reverse mode through the
+               unrolled steps
 
 It never picks an approximation: `fd` (first order) and `implicit` (exact only at a stationary
 point) are used only when named. `choose(problem)` says which one a problem gets.
@@ -23,7 +24,7 @@ from .unrolled import func
 def choose(problem: BilevelProblem, hparams: dict[str, Tensor] | None = None) -> str:
     """The name of the estimator `auto` runs on `problem` (with `hparams`: `analytic` covers
     the imputed targets alone, so other keys beside them send it to `forward`)."""
-    if problem.steps > 1:
+    if problem.steps > 1 or problem.lr_scale is not None:  # (a learned lr: only unrolling)
         return "func"
     loss = problem.inner_loss
     if not isinstance(loss, ImputedTargets) or (hparams is not None and set(hparams) != {loss.key}):

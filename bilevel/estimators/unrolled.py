@@ -27,7 +27,7 @@ def func(
 
         def step(params, state, hp):
             grads = grad_dict(ev.inner(params, hp), params, create_graph=True)
-            return ev.step(params, grads, state)
+            return ev.step(params, grads, state, hp)
 
         params, state = leaves_of(problem.params()), problem.initial_state()
         for _ in range(problem.steps):

@@ -3,23 +3,29 @@
 The reference implementation most meta-learning code uses: `higher.innerloop_ctx` patches the
 model into a functional one and unrolls `torch.optim.SGD` (momentum, nesterov, weight decay and
 the real optimizer's momentum buffers included) with the graph kept for the outer backward.
+
+`higher` is an optional dependency (`pip install 'bilevel-ssl[higher]'`), imported at the first
+call: without it, calling this estimator raises `bilevel.extras.MissingExtra` naming the extra.
 """
 
 from __future__ import annotations
 
-import higher
 import torch
 from torch import Tensor
 
+from ..extras import require
 from ..functional import Evaluator, grad_dict
 from ..problem import BilevelProblem, ModelFn
 
 
 def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+    higher = require("higher", "the 'higher' estimator")
     named = [(n, p) for n, p in problem.model.named_parameters() if p.requires_grad]
     cfg = problem.optim
+    # a learned learning rate (`lr_scale`): one param group per parameter, each at its own lr
+    groups = [{"params": [p]} for _, p in named] if problem.lr_scale else [p for _, p in named]
     opt = torch.optim.SGD(
-        [p for _, p in named],
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         dampening=cfg.dampening,
@@ -37,9 +43,13 @@ def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[s
     ):
         _use_in_forward(fmodel, problem.shard)
         hp = ev.hp(hparams)
+        override = None
+        if problem.lr_scale is not None:
+            scale = problem.lr_scale(hp)
+            override = {"lr": [cfg.lr * scale[n] if n in scale else cfg.lr for n, _ in named]}
         for _ in range(problem.steps):
             ev.replay_rng()
-            diffopt.step(problem.inner_loss(_bound(fmodel, problem), hp))
+            diffopt.step(problem.inner_loss(_bound(fmodel, problem), hp), override=override)
         ev.replay_rng()
         return grad_dict(problem.outer_loss(_bound(fmodel, problem)), hparams)
 

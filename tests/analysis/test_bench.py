@@ -1,5 +1,5 @@
 """`make bench` (analysis.bench): one paper experiment at a tiny batch scale on stand-in data in
-CIFAR-10's format, with the columns the README quotes and a ratio that is step / base."""
+CIFAR-10's format, with the columns docs/bench.md quotes and a ratio that is step / base."""
 
 from __future__ import annotations
 

@@ -47,7 +47,9 @@ def test_compare_writes_table_and_figure(tmp_path):
     assert (fd.cosine >= 0.99).all()
     assert (frame.ms > 0).all()
     assert set(speed_ratios(frame)) >= {"fd / plain_step", "forward / plain_step"}
-    assert (tmp_path / "estimators.png").stat().st_size > 10_000
+    for figure in ("estimators", "estimators_k", "fd_r"):  # every figure it announces
+        assert (tmp_path / f"{figure}.png").stat().st_size > 10_000, figure
+    assert "machine at the start: load average" in (tmp_path / "estimators.md").read_text()
     assert "Speed goals" in (tmp_path / "estimators.md").read_text()
     assert "x_floor" in (tmp_path / "estimators.md").read_text()
     swept = pd.read_csv(tmp_path / "estimators_k.csv")

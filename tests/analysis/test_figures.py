@@ -27,6 +27,7 @@ def test_unknown_figure_name():
         figures.main(["--only", "nope"])
 
 
+@pytest.mark.slow
 def test_reproduce_smoke_writes_every_figure(roots, capsys):
     out = roots / "figs"
     assert reproduce.main(["--scale", "smoke", "--seeds", "0", "--out", str(out)]) == 0

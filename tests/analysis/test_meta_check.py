@@ -1,6 +1,7 @@
 """The meta-vs-base table, and the demo at smoke scale."""
 
 import pandas as pd
+import pytest
 
 from analysis import demo, meta_check
 from analysis.meta_check import pair_table
@@ -41,6 +42,7 @@ def test_pair_table_compares_each_meta_method_with_its_base():
     assert out.loc["metagrad_digits", "per seed"] == "8.00, 9.00, 6.00"
 
 
+@pytest.mark.slow
 def test_demo_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
     demo.main(["--scale", "smoke", "--steps", "4", "--out", str(tmp_path / "demo")])
@@ -48,10 +50,14 @@ def test_demo_smoke(tmp_path, monkeypatch):
     assert len(table) == len(demo.specs(4))
     assert set(table.base) == set(demo.PAIRS)
     assert (table[table.estimator == "-"]["cost vs base step"] == 1.0).all()
-    for name in ("methods.png", "methods.pdf", "methods.md", "estimators.csv", "estimators.png"):
+    assert (table["ms/step"] > 0).all() and "second half" in (
+        tmp_path / "demo/methods.md"
+    ).read_text()
+    for name in ("methods.png", "methods.pdf", "estimators.csv", "estimators_k.png", "fd_r.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_check_meta_smoke_trains_and_tabulates_every_pair(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path / "runs"))
     argv = ["--scale", "smoke", "--seeds", "0", "--face-seeds", "1", "--out", str(tmp_path)]

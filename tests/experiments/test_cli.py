@@ -3,6 +3,7 @@
 import pytest
 
 from analysis import meta_check
+from bilevel.extras import MissingExtra
 from experiments.cli import run_cli
 from experiments.config import ConfigError
 from experiments.errors import Diverged, Interrupted
@@ -25,6 +26,7 @@ def _raises(err):
         (Diverged("x seed 0: the training loss is not finite"), 1, "\nerror: x seed 0: the"),
         (Interrupted(41, 30, "runs/x/seed0"), 130, "The same command resumes from step 30."),
         (KeyboardInterrupt(), 130, "interrupted (no run was training; nothing to resume)"),
+        (MissingExtra("x needs the higher package: pip …"), 2, "error: x needs the higher"),
     ],
 )
 def test_errors_become_one_message_and_a_status(capsys, err, status, text):
@@ -86,8 +88,8 @@ def test_make_sweep_refuses_a_grid_key_given_twice(tmp_path, monkeypatch, capsys
 
 
 def test_runtime_settings_are_not_part_of_the_run_directory():
-    """`workers` may change on resume (README): a run cut with ARGS="workers=2" and rerun
-    without it is the same run directory."""
+    """`workers` may change on resume (docs/experiments.md): a run cut with ARGS="workers=2"
+    and rerun without it is the same run directory."""
     from experiments.run import run_name
 
     assert run_name("x", ["workers=2", "lr=0.1"]) == run_name("x", ["lr=0.1"]) == "x+lr=0.1"

@@ -458,6 +458,7 @@ def _exp(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_and_resume_after_sigterm(tmp_path):
     """`--nproc 2` (make exp NPROC=2): rank 0 alone writes, the numbers are those of one
     process up to float32 rounding, and a run stopped by SIGTERM resumes to the numbers of an
