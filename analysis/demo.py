@@ -108,11 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     all_specs = specs(args.steps)
     print(f"1/2 methods on digits: {len(all_specs)} short runs (finished runs are reused)")
-    print(f"machine: {machine_load()}", flush=True)
+    before = machine_load()
+    print(f"machine: {before}", flush=True)
     table = method_table(collect(all_specs, [0], args.scale), all_specs, args.scale)
     table.to_csv(args.out / "methods.csv", index=False)
     text = table.to_markdown(index=False, floatfmt=".2f")
-    note = f"Time per step over each run's second half; machine after the runs: {machine_load()}."
+    note = (
+        f"Time per step over each run's second half; machine before the runs: {before}; "
+        f"after: {machine_load()}."
+    )
     (args.out / "methods.md").write_text(f"{text}\n\n{note}\n")
     print(note)
     plot(table, args.out / "methods.png")

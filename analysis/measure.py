@@ -42,11 +42,12 @@ def fast_allocator() -> None:
 
 
 def machine_load() -> str:
-    """What else the machine was doing: its load average over the last minute against its
-    cores (timings on a machine whose load is near its core count are not the code's own)."""
+    """The machine's load average over the last minute against its cores; it counts this
+    process's own threads too, so a load above the core count (by more than half a core) means
+    other work shared the cores and the timings include it."""
     load = os.getloadavg()[0]
     cores = os.cpu_count() or 1
-    busy = " (busy: timings include other work)" if load > 0.5 * cores else ""
+    busy = " (busy: other work shared the cores)" if load > cores + 0.5 else ""
     threads = torch.get_num_threads()
     return f"load average {load:.2f} over 1 min on {cores} cores, {threads} torch threads{busy}"
 
