@@ -81,6 +81,7 @@ demo: $(STAMP)
 # the documentation site (mkdocs.yml, docs/) into site/; strict: a warning, a broken link or an
 # unresolved API reference fails it
 docs: $(STAMP)
+	$(PY) -m bilevel.estimators docs/generated/estimators.md README.md
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 docs-serve: $(STAMP)

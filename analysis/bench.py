@@ -49,6 +49,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from bilevel import ESTIMATORS
 from experiments import configs, sources, standins, synthfaces
 from experiments.build import build, lr_factor
 from experiments.cli import run_cli
@@ -280,9 +281,8 @@ def docs_table(frame: pd.DataFrame) -> str:
 
     metas = frame[frame.estimator != "-"]
     named = metas.estimator.str.removesuffix(" (default)").str.split(" → ").str[0]
-    order = ("func", "forward", "fd", "higher", "implicit", "analytic")
     timed = set(named) - {"auto"}
-    columns = [e for e in order if e in timed] + sorted(timed - set(order))
+    columns = [e for e in ESTIMATORS if e in timed] + sorted(timed - set(ESTIMATORS))
     header = ["experiment", "base step", "meta step, default estimator"]
     header += [f"`{e}`" for e in columns]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * (len(header) - 1)]

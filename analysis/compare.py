@@ -8,7 +8,9 @@ width 128; float64 (the precision check) at width 32, since float64 convolutions
 several times slower. The width is part of the problem name (cnn13-w128/a). The virtual
 step is SGD with momentum 0.9 and weight decay 5e-4 (fresh buffer), as in the papers' training.
 
-Also the two sweeps of `analysis.compare_sweeps` (memory against K; `fd`'s error against r).
+Also the sweeps of `analysis.compare_sweeps`: memory against K; `truncated`'s memory, time and
+error against T at K = 10; `nystrom`'s error against its number of columns k; `fd`'s error
+against r.
 
 Writes `results/estimators.csv` (problem, estimator, dtype, rel_error, cosine, ms, peak_mb;
 rel_error and cosine against `func` in the same dtype; ms the median and peak_mb the peak extra
@@ -39,7 +41,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from bilevel import Evaluator, hypergradient, per_sample_loss
+from bilevel import ESTIMATORS, Evaluator, hypergradient, per_sample_loss
 from bilevel.estimators.forward import directional
 from bilevel.examples import BUILDERS, Batch
 from bilevel.extras import require
@@ -52,14 +54,19 @@ from .oracles import torchopt_hypergradient
 from .output import command_line, save_docs
 
 KINDS = {"a": "a_imputed_away", "b": "b_sample_weights", "c": "c_weighting_net"}
-# (row name, estimator, options); analytic only where it applies
+
+
+def row_name(estimator: str, options: dict) -> str:
+    """How a row names an estimator with options: "fd", "fd lookahead=False"."""
+    return " ".join([estimator, *(f"{k}={v}" for k, v in options.items())])
+
+
+# (row name, estimator, options): every option set each estimator declares in `compared`
+# (`bilevel.estimators.base.Estimator`); a row is timed on the problems the estimator serves
 ESTIMATOR_ROWS = [
-    ("higher", "higher", {}),
-    ("func", "func", {}),
-    ("forward", "forward", {}),
-    ("fd", "fd", {}),
-    ("fd_no_lookahead", "fd", {"lookahead": False}),
-    ("analytic", "analytic", {}),
+    (row_name(name, options), name, options)
+    for name, cls in ESTIMATORS.items()
+    for options in cls.compared
 ]
 
 
@@ -192,15 +199,15 @@ def run(
                 )
             )
         ref = hypergradient(problem, hp, "func")
-        for row_name, estimator, options in ESTIMATOR_ROWS:
-            if estimator == "analytic" and setup.name != "linear":
+        for name, estimator, options in ESTIMATOR_ROWS:
+            if ESTIMATORS[estimator](**options).refusal(problem, hp) is not None:
                 continue
 
             def call(problem=problem, hp=hp, estimator=estimator, options=options):
                 return hypergradient(problem, hp, estimator, **options)
 
             rel, cos = agreement(call(), ref)
-            rows.append(_row(problem_name, row_name, dtype, rel, cos, call, repeats, dev))
+            rows.append(_row(problem_name, name, dtype, rel, cos, call, repeats, dev))
 
         def oracle(problem=problem, hp=hp):  # the same hypergradient by another library
             return torchopt_hypergradient(problem, hp)
@@ -236,7 +243,7 @@ def speed_ratios(frame: pd.DataFrame, dtype: str = "float32") -> dict:
         "func / higher": t["func"] / t["higher"],
         "forward / floor (virtual step + one jvp of the coupled loss)": t["forward"] / t["floor"],
         "fd / plain_step": t["fd"] / t["plain_step"],
-        "fd_no_lookahead / plain_step": t["fd_no_lookahead"] / t["plain_step"],
+        "fd lookahead=False / plain_step": t["fd lookahead=False"] / t["plain_step"],
         "forward / plain_step": t["forward"] / t["plain_step"],
         "higher / fastest exact (func, forward)": t["higher"] / fastest_exact,
         "torchopt / fastest exact (func, forward)": t["torchopt"] / fastest_exact,
@@ -261,14 +268,10 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 # the docs' table: time in plain steps on the paper-size problems (CNN-13, TCDCN), float32
+# (every estimator row but the one-layer model's closed form, and TorchOpt's)
 DOCS_COLUMNS = {
-    "virtual_step": "`virtual_step`",
-    "floor": "`floor`",
-    "forward": "`forward`",
-    "func": "`func`",
-    "higher": "`higher`",
-    "fd": "`fd`",
-    "fd_no_lookahead": "`fd lookahead=False`",
+    row: f"`{row}`"
+    for row in ("virtual_step", "floor", *(r for r, e, _ in ESTIMATOR_ROWS if e != "analytic"))
 }
 MODEL_TITLES = {"cnn13": "CNN-13", "tcdcn": "TCDCN"}
 
@@ -377,6 +380,11 @@ def main(argv: list[str] | None = None) -> None:
         compare_sweeps.save(swept, args.out, "estimators_k", ("K", "estimator", ["ms", "peak_mb"]))
     )
     written.append(save_docs(compare_sweeps.docs_table(swept), args.docs, "estimators_k", command))
+    sweep_args = (dev, args.repeats, args.out, args.docs, command)  # T at K = 10; Nyström's k
+    # a K = 10 call at the paper's width takes tens of seconds on a CPU: two timed calls per T
+    t_args = (dev, min(args.repeats, 2), *sweep_args[2:])
+    written.append(compare_sweeps.t_report(cnn, KINDS["a"], *t_args))
+    written.append(compare_sweeps.rank_report(args.batch, *sweep_args))
     radii = pd.concat(
         compare_sweeps.r_sweep(select(_setups(w, args.batch, getattr(torch, dt), dev), only), KINDS)
         for dt, w in widths.items()
@@ -389,11 +397,11 @@ def main(argv: list[str] | None = None) -> None:
         f"\nMeasured after one warm-up call per row; machine at the start: {before}; "
         f"at the end: {after}.\n"
     )
-    for stem in ("estimators", "estimators_k"):
+    for stem in ("estimators", "estimators_k", "estimators_t"):
         with open(args.out / f"{stem}.md", "a") as fh:
             fh.write(measured)
     print(measured)
-    stems = ("estimators", "estimators_k", "fd_r")
+    stems = ("estimators", "estimators_k", "estimators_t", "fd_r")
     print("wrote " + ", ".join(str(args.out / f"{s}.csv") for s in stems) + " (+ .md, .png)")
     if args.docs is not None:
         print("wrote " + " and ".join(map(str, written)))

@@ -2,7 +2,8 @@
 
 labels      error against the number of labels (Meta-Gradient Fig. 2), meta vs base
 estimators  final error and wall time per hypergradient estimator, from runs that differ only
-            in `estimator=` (none of the papers shows this)
+            in `estimator=` (none of the papers shows this), and with a paper's own estimate
+            of the hypergradient (`APPROXIMATIONS`: MPL's `method.approximation=paper`)
 equal_time  error of meta method and base at the same wall-clock budgets (Meta-Semi Table 5,
             Meta-T Table 5), from each run's `time,wall_time_s` rows; a run that has not
             reached its first evaluation within a budget has no entry there
@@ -22,12 +23,25 @@ from .seeds import Spec
 
 # the meta experiments these studies show (digits, 50 labels); each is paired with its base run
 METAS = ["metagrad_digits", "metasemi_digits", "metathreshold_digits"]
-METAS += ["impute_v1_digits", "impute_v2_digits"]
+METAS += ["impute_v1_digits", "impute_v2_digits", "mpl_digits"]
 PAIRS = [(base, meta) for base, metas in configs.pairs(METAS) for meta in metas]
 LABELS = (20, 50, 100)
-STUDIED = ("func", "fd", "forward")  # estimators of the estimator study
-# estimators each meta method is run with (its config's default first)
-ESTIMATORS = {name: tuple(dict.fromkeys((configs.get(name).estimator, *STUDIED))) for name in METAS}
+# estimators of the estimator study: the exact ones that serve a one-step virtual step on a deep
+# model (`higher` and `truncated` give `func`'s numbers there), and the first-order
+# approximations; `implicit` and `nystrom` assume a stationary inner problem, which one step from
+# the current weights is not
+STUDIED = ("func", "fd", "forward", "sama")
+# a paper's own estimate of the hypergradient, run beside the estimators (a `key=value` setting,
+# with the config's estimator): does the approximation change the result?
+APPROXIMATIONS = {"mpl_digits": ("method.approximation=paper",)}
+# estimators each meta method is run with (its config's default first), then its approximations
+ESTIMATORS = {
+    name: (
+        *dict.fromkeys((configs.get(name).estimator, *STUDIED)),
+        *APPROXIMATIONS.get(name, ()),
+    )
+    for name in METAS
+}
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the base run's wall time
 
 
@@ -40,6 +54,9 @@ def label_spec(name: str, labels: int) -> Spec:
 
 
 def estimator_spec(name: str, estimator: str) -> Spec:
+    """The run of `name` with `estimator`, or with an approximation (a `key=value` setting)."""
+    if "=" in estimator:
+        return Spec(name, (estimator,))
     default = ESTIMATORS[name][0]
     return Spec(name, () if estimator == default else (f"estimator={estimator}",))
 

@@ -14,11 +14,12 @@ from .adam import AdamConfig, AdamState
 from .estimators import (
     ESTIMATORS,
     EXACT,
-    GENERAL,
+    Estimator,
     check_optimizer,
     check_options,
     choose,
     options_of,
+    serving,
 )
 from .functional import Evaluator, frozen_norm_stats
 from .hypergrad import NonFiniteError, hypergradient
@@ -30,10 +31,10 @@ from .sgd import SGDConfig, sgd_step
 __all__ = [
     "ESTIMATORS",
     "EXACT",
-    "GENERAL",
     "AdamConfig",
     "AdamState",
     "BilevelProblem",
+    "Estimator",
     "Evaluator",
     "ImputedTargets",
     "ModelFn",
@@ -47,5 +48,6 @@ __all__ = [
     "hypergradient",
     "options_of",
     "per_sample_loss",
+    "serving",
     "sgd_step",
 ]

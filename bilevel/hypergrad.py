@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
-from .estimators import ESTIMATORS, STEPS, check_optimizer, check_options
+from .estimators import ESTIMATORS, check_options, check_serves
 from .functional import scalar
 from .losses import ImputedTargets
 from .parallel import Shard
@@ -51,8 +51,7 @@ def hypergradient(
     computation; `check_finite=False` leaves that to the caller (`finite_flags` gives the
     flags on the device, as a training loop that reads them at intervals does).
     """
-    fn = ESTIMATORS.get(estimator)
-    if fn is None:
+    if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
@@ -61,19 +60,13 @@ def hypergradient(
             "hypergradient was called inside torch.inference_mode(): it needs autograd, which "
             "inference tensors cannot enter; call it outside (torch.no_grad() is fine)"
         )
-    check_options(estimator, options)
-    _check_steps(estimator, problem.steps)
-    check_optimizer(estimator, problem.optimizer, problem.weight_decay)
-    if problem.lr_scale is not None and estimator not in UNROLLING:
-        raise ValueError(
-            f"lr_scale: a learned learning rate enters the inner optimizer's steps, which "
-            f"{estimator!r} does not differentiate; use {', '.join(UNROLLING)}"
-        )
+    fn = check_options(estimator, options)
+    check_serves(fn, problem, hparams if isinstance(hparams, dict) else None)
     dtype = next(iter(problem.params().values())).dtype
     leaves = _as_leaves(hparams, dtype)
     used: set[str] = set()
     with torch.enable_grad():
-        grads = fn(_recording(problem, used), leaves, **options)
+        grads = fn(_recording(problem, used), leaves)
     out = {k: grads[k].detach().to(hparams[k].dtype) for k in hparams}
     if check_finite:
         _check_finite(leaves, out, problem.shard)
@@ -84,20 +77,6 @@ def hypergradient(
             "hypergradient is 0; remove them, or pass allow_unused=True to accept that"
         )
     return out
-
-
-# the estimators that differentiate through the inner optimizer's steps themselves
-UNROLLING = ("func", "higher", "auto")
-
-
-def _check_steps(name: str, steps: int) -> None:
-    rule = STEPS[name]
-    ok = {"K=1": steps == 1, "K>=1": steps >= 1, "K>=0": steps >= 0}[rule]
-    if not ok:
-        hint = "; use 'func' or 'higher' to unroll K > 1 steps" if rule == "K=1" else ""
-        raise ValueError(
-            f"estimator {name!r} serves {rule.replace('K', 'steps')}, got steps={steps}{hint}"
-        )
 
 
 def _as_leaves(hparams: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:

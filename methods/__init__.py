@@ -6,6 +6,7 @@ from .fixmatch import FixMatch
 from .impute import ImputeMT, ImputePL
 from .mean_teacher import MeanTeacher
 from .meta_gradient import MetaGradient
+from .meta_pseudo_labels import MetaPseudoLabels
 from .meta_semi import MetaSemi
 from .meta_threshold import MetaThreshold
 from .meta_weight import MetaWeight
@@ -31,7 +32,8 @@ for _cls in (
     MetaThreshold,
     ImputePL,
     ImputeMT,
-    MetaWeight,  # meta-learning methods: each names its `base`
+    MetaWeight,
+    MetaPseudoLabels,  # meta-learning methods: each names its `base`
 ):
     METHODS.add(_cls)
 for _name in METHODS:  # a meta method is its base plus a meta step

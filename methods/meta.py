@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from bilevel import BilevelProblem, check_optimizer, choose, hypergradient
-from bilevel.estimators.analytic import check_one_layer
+from bilevel.estimators import get
 from bilevel.hypergrad import finite_flags, non_finite_message
 from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
 
@@ -47,8 +47,9 @@ class MetaMethod(Method):
                     f"or AdamW; got {type(optimizer).__name__}{hint}"
                 ) from None
             check_optimizer(self.estimator, kind, optimizer.param_groups[0]["weight_decay"])
-        if self.estimator == "analytic":
-            check_one_layer(self.eager_model())
+        refused = get(self.estimator).model_refusal(self.eager_model())
+        if refused is not None:
+            raise ValueError(refused)
 
     def rank_local(self) -> bool:
         """Data parallel with each rank's own meta step."""

@@ -1,107 +1,124 @@
-"""The hypergradient estimators, by name. Each is a plain function
-`estimator(problem, hparams, **options) -> dict of gradients shaped like hparams`."""
+"""The hypergradient estimators, by name: every module of this package that defines a subclass
+of `Estimator` adds it (its `name`), so the registry and every list below are derived from the
+declarations (`base.Estimator`) and never kept by hand."""
 
 from __future__ import annotations
 
-import inspect
-import math
-from collections.abc import Callable
+import importlib
+import pkgutil
 from types import MappingProxyType
 from typing import Any
 
-from .analytic import analytic
-from .auto import auto, choose  # noqa: F401 - re-exported by bilevel
-from .fd import fd
-from .forward import forward
-from .implicit import implicit
-from .unrolled import func
-from .via_higher import higher_unroll
+from torch import Tensor
 
-Estimator = Callable[..., dict]
-
-# name -> (function, which numbers of inner steps K it serves)
-_TABLE: tuple[tuple[str, Estimator, str], ...] = (
-    ("higher", higher_unroll, "K>=1"),
-    ("func", func, "K>=1"),
-    ("forward", forward, "K=1"),
-    ("fd", fd, "K=1"),
-    ("analytic", analytic, "K=1"),
-    ("implicit", implicit, "K>=0"),
-    ("auto", auto, "K>=1"),
-)
+from ..problem import BilevelProblem
+from .auto import choose
+from .base import Estimator
 
 
-def _build(table):
-    names = [name for name, _, _ in table]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise RuntimeError(f"duplicate estimator names: {duplicates}")
-    return MappingProxyType({name: fn for name, fn, _ in table}), {n: k for n, _, k in table}
+def _discover() -> MappingProxyType:
+    found: dict[str, type[Estimator]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # __main__ writes the table
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Estimator) and "name" in vars(obj):
+                other = found.get(obj.name)
+                if other is not None and other is not obj:
+                    raise RuntimeError(f"two estimators are named {obj.name!r}: {other}, {obj}")
+                found[obj.name] = obj
+    order = sorted(found.values(), key=lambda cls: (not cls.exact, cls.rank, cls.name))
+    return MappingProxyType({cls.name: cls for cls in order})
 
 
-ESTIMATORS, STEPS = _build(_TABLE)
-EXACT = ("higher", "func", "forward", "analytic", "auto")  # exact for the problems they serve
-# the estimators proper that serve every one-step problem on every model (`analytic` needs a
-# one-layer model; `implicit` is a different quantity away from a stationary point; `auto`
-# picks one of the others)
-GENERAL = tuple(n for n in ESTIMATORS if n not in ("analytic", "implicit", "auto"))
+ESTIMATORS: MappingProxyType = _discover()  # name -> Estimator class, exact ones first
+EXACT = tuple(n for n, cls in ESTIMATORS.items() if cls.exact)  # exact where they serve
 
 
-def _positive(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+def get(name: str) -> type[Estimator]:
+    """The estimator class named `name` (ValueError listing the valid names)."""
+    cls = ESTIMATORS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+    return cls
 
 
-# (estimator, option) -> (valid?, what it must be); options not listed take any value
-_OPTION_RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
-    ("fd", "r"): (_positive, "a finite number > 0"),
-    ("fd", "lookahead"): (lambda v: isinstance(v, bool), "true or false"),
-    ("func", "checkpoint"): (lambda v: isinstance(v, bool), "true or false"),
-    ("implicit", "method"): (lambda v: v in ("cg", "neumann"), "'cg' or 'neumann'"),
-    ("implicit", "iters"): (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-        "an int >= 1",
-    ),
-    ("implicit", "tol"): (lambda v: _positive(v) or v == 0, "a finite number >= 0"),
-    ("implicit", "alpha"): (lambda v: v is None or _positive(v), "None or a finite number > 0"),
-}
+def options_of(name: str) -> dict[str, Any]:
+    """The keyword options of estimator `name` with their defaults."""
+    return get(name).options()
+
+
+def check_options(name: str, options: dict[str, Any]) -> Estimator:
+    """The estimator `name` with `options`; raise if `name` is not an estimator, or `options`
+    has an unknown or out-of-range option (TypeError for an unknown one, ValueError for a bad
+    value; both name the option)."""
+    return get(name).create(options)
 
 
 def check_optimizer(name: str, optimizer: str, weight_decay: float = 0.0) -> None:
     """Raise ValueError if estimator `name` cannot serve an inner `optimizer` ("sgd", "adam",
     "adamw") with this weight decay."""
-    if name == "higher" and optimizer != "sgd":
-        raise ValueError(
-            "higher: its DifferentiableAdam adds eps before the bias correction (eps/√(1−β₂ᵗ) in "
-            "torch.optim.Adam's terms) and has no AdamW, so it unrolls another optimizer; use "
-            "'func' or 'forward' for Adam and AdamW inner steps"
+    reason = get(name).optimizer_refusal(optimizer, weight_decay)
+    if reason is not None:
+        raise ValueError(reason)
+
+
+def serving(
+    problem: BilevelProblem, hparams: dict[str, Tensor] | None = None, *, exact: bool | None = None
+) -> list[str]:
+    """The estimators (with default options, `auto` left out) that serve `problem`; `exact`
+    True or False keeps only the exact or only the approximate ones."""
+    return [
+        n
+        for n, cls in ESTIMATORS.items()
+        if n != "auto"
+        and (exact is None or cls.exact == exact)
+        and cls().refusal(problem, hparams) is None
+    ]
+
+
+def check_serves(
+    estimator: Estimator, problem: BilevelProblem, hparams: dict[str, Tensor] | None = None
+) -> None:
+    """Raise ValueError if `estimator` does not serve `problem`, with the exact estimators
+    that do."""
+    reason = estimator.refusal(problem, hparams)
+    if reason is None:
+        return
+    others = [n for n in serving(problem, hparams, exact=True) if n != estimator.name]
+    advised = "use '" in reason.lower()  # the reason gives its own advice
+    hint = f"; use {' or '.join(repr(n) for n in others)}" if others and not advised else ""
+    raise ValueError(reason + hint)
+
+
+def table() -> str:
+    """The documentation's table of estimators (Markdown), from the declarations."""
+    rows = [
+        "| estimator | exact | steps K | inner optimizers | learned lr | options (default) "
+        "| what it computes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, cls in ESTIMATORS.items():
+        options = ", ".join(f"`{k}` ({v!r})" for k, v in cls.options().items()) or "none"
+        rows.append(
+            f"| `{name}` | {'yes' if cls.exact else 'no'} | {cls.steps_text()} | "
+            f"{', '.join(cls.optimizers)} | {'yes' if cls.learned_lr else 'no'} | {options} | "
+            f"{cls.summary} |"
         )
-    if name == "implicit" and optimizer == "adamw" and weight_decay:
-        raise ValueError(
-            "implicit: AdamW's decoupled weight decay has no inner objective whose stationary "
-            "point its steps reach; use optimizer='adam' (L2 decay) or weight_decay=0"
-        )
+    return "\n".join(rows) + "\n"
 
 
-def options_of(name: str) -> dict[str, Any]:
-    """The keyword options of estimator `name` with their defaults."""
-    return {
-        p.name: p.default
-        for p in inspect.signature(ESTIMATORS[name]).parameters.values()
-        if p.kind is p.KEYWORD_ONLY
-    }
-
-
-def check_options(name: str, options: dict[str, Any]) -> None:
-    """Raise if `name` is not an estimator, or `options` has an unknown or out-of-range option
-    (TypeError for an unknown one, ValueError for a bad value; both name the option)."""
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
-    allowed = options_of(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) or "none"
-        raise TypeError(f"estimator {name!r} has no option(s) {unknown}; its options: {valid}")
-    for option, value in options.items():
-        ok, what = _OPTION_RULES.get((name, option), (lambda v: True, ""))
-        if not ok(value):
-            raise ValueError(f"estimator {name!r}: option {option} must be {what}, got {value!r}")
+__all__ = [
+    "ESTIMATORS",
+    "EXACT",
+    "Estimator",
+    "check_optimizer",
+    "check_options",
+    "check_serves",
+    "choose",
+    "get",
+    "options_of",
+    "serving",
+    "table",
+]

@@ -20,6 +20,8 @@ of softmax outputs). ∇_θ G(θ₁) itself is an ordinary gradient.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -27,6 +29,7 @@ from torch.func import functional_call
 from ..functional import Evaluator
 from ..losses import ImputedTargets
 from ..problem import BilevelProblem
+from .base import Estimator
 
 _PASSIVE = (nn.Sequential, nn.Flatten, nn.Identity)
 
@@ -43,20 +46,46 @@ def check_one_layer(model: nn.Module) -> None:
         )
 
 
+def one_layer_refusal(model: nn.Module) -> str | None:
+    try:
+        check_one_layer(model)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+@dataclass(frozen=True)
+class Analytic(Estimator):
+    name = "analytic"
+    summary = "closed form for one-layer models with imputed targets (bilevel.ImputedTargets)"
+    exact = True
+    rank = 0
+    steps = (1, 1)
+
+    @classmethod
+    def model_refusal(cls, model: nn.Module) -> str | None:
+        return one_layer_refusal(model)
+
+    def refuses(self, problem: BilevelProblem, hparams: dict[str, Tensor] | None) -> str | None:
+        loss = problem.inner_loss
+        if not isinstance(loss, ImputedTargets):
+            return (
+                "analytic needs the inner loss as bilevel.ImputedTargets (its closed form is "
+                f"known); got {type(getattr(loss, '__wrapped__', loss)).__name__}. Use 'forward' "
+                "or 'func' for general inner losses."
+            )
+        extra = sorted(set(hparams or {}) - {loss.key})
+        if extra:
+            return f"analytic covers imputed targets (hparams[{loss.key!r}]) only; also got {extra}"
+        return None
+
+    def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        return analytic(problem, hparams)
+
+
 def analytic(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The closed form (the problem checked by `Analytic.refusal`)."""
     loss = problem.inner_loss
-    if not isinstance(loss, ImputedTargets):
-        raise TypeError(
-            "analytic needs the inner loss as bilevel.ImputedTargets (its closed form is known); "
-            f"got {type(getattr(loss, '__wrapped__', loss)).__name__}. Use 'forward' or 'func' "
-            "for general inner losses."
-        )
-    extra = sorted(set(hparams) - {loss.key})
-    if extra:
-        raise ValueError(
-            f"analytic covers imputed targets (hparams[{loss.key!r}]) only; also got {extra}"
-        )
-    check_one_layer(problem.model)
     with Evaluator(problem, precise=True) as ev:  # the closed form in float32 under autocast
         w = ev.step_direction(ev.outer_grad(ev.first_step(hparams)), hparams)
         with torch.no_grad():

@@ -15,6 +15,7 @@ import functools
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from ..functional import Evaluator, grad_dict, norm_layers
 from ..problem import BilevelProblem
 from ..sgd import Params
+from .base import Estimator
 
 
 def directional(
@@ -82,6 +84,18 @@ def _norms_in_float32(model: nn.Module | None) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+@dataclass(frozen=True)
+class Forward(Estimator):
+    name = "forward"
+    summary = "one jvp of the coupled loss along the step direction, then reverse mode in λ"
+    exact = True
+    rank = 1
+    steps = (1, 1)
+
+    def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        return forward(problem, hparams)
 
 
 def forward(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -15,12 +15,54 @@ than the unrolled hypergradient.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ..functional import Evaluator, axpy, dot, grad_dict
 from ..problem import BilevelProblem
 from ..sgd import Params
+from .base import COUNT, NON_NEGATIVE, POSITIVE, Estimator, one_of, option, optional
+
+HVP = Callable[[Params], Params]  # u ↦ H u
+
+
+@dataclass(frozen=True)
+class Implicit(Estimator):
+    name = "implicit"
+    summary = "implicit function theorem at θ_K, H⁻¹ by conjugate gradient or Neumann series"
+    exact = False  # exact at a stationary point only
+    rank = 20
+    steps = (0, None)
+    # away from a stationary point it is another quantity than the unrolled hypergradient
+    # `make compare`'s one-step problems measure against
+    compared = ()
+    method: str = option("cg", one_of("cg", "neumann"), "how H q = ∇G is solved")
+    iters: int = option(100, COUNT, "CG iterations or Neumann terms")
+    tol: float = option(1e-12, NON_NEGATIVE, "CG stops at ‖r‖² ≤ tol·‖∇G‖²")
+    alpha: float | None = option(None, optional(POSITIVE), "Neumann's step (None: the inner lr)")
+
+    @classmethod
+    def optimizer_refusal(cls, optimizer: str, weight_decay: float = 0.0) -> str | None:
+        reason = stationary_refusal(cls.name, optimizer, weight_decay)
+        return reason or super().optimizer_refusal(optimizer, weight_decay)
+
+    def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        return implicit(
+            problem, hparams, method=self.method, iters=self.iters, tol=self.tol, alpha=self.alpha
+        )
+
+
+def stationary_refusal(name: str, optimizer: str, weight_decay: float) -> str | None:
+    """Why an estimator at the inner stationary point refuses the inner `optimizer`, or None."""
+    if optimizer == "adamw" and weight_decay:
+        return (
+            f"{name}: AdamW's decoupled weight decay has no inner objective whose stationary "
+            "point its steps reach; use optimizer='adam' (L2 decay) or weight_decay=0"
+        )
+    return None
 
 
 def implicit(
@@ -32,6 +74,26 @@ def implicit(
     tol: float = 1e-12,
     alpha: float | None = None,
 ) -> dict[str, Tensor]:
+    def solve(hessian: HVP, wd: float, v: Params) -> Params:
+        def hvp(u: Params) -> Params:  # (∇²L_in + wd·I) u
+            return axpy(hessian(u), wd, u) if wd else hessian(u)
+
+        if method == "cg":
+            return _conjugate_gradient(hvp, v, iters, tol)
+        return _neumann(hvp, v, iters, problem.lr if alpha is None else alpha)
+
+    return implicit_with(problem, hparams, solve)
+
+
+def implicit_with(
+    problem: BilevelProblem,
+    hparams: dict[str, Tensor],
+    solve: Callable[[HVP, float, Params], Params],
+) -> dict[str, Tensor]:
+    """−∂/∂λ ⟨∇_θ L_in(θ*, λ), q⟩ with q = solve(hessian, wd, v) ≈ (∇²L_in + wd·I)⁻¹v at θ*,
+    v = ∇_θ G(θ*), θ* = θ_K taken without a graph, and hessian(u) = ∇²_θ L_in(θ*, λ) u (what
+    `implicit` and `nystrom` share; `hessian` also maps over a leading batch dimension under
+    `torch.func.vmap`)."""
     wd = problem.optim.weight_decay
     with Evaluator(problem, precise=True) as ev:  # CG needs float32 under autocast
         theta, buffers = problem.params(), problem.initial_state()
@@ -41,15 +103,11 @@ def implicit(
         const = {k: v.detach() for k, v in hparams.items()}
         grad_in = torch.func.grad(lambda p: ev.inner(p, const))
 
-        def hvp(u: Params) -> Params:
-            _, hu = torch.func.jvp(grad_in, (theta,), (u,))
-            return axpy(hu, wd, u) if wd else hu
+        def hessian(u: Params) -> Params:
+            return torch.func.jvp(grad_in, (theta,), (u,))[1]
 
         v = ev.outer_grad(theta)
-        if method == "cg":
-            q = _conjugate_gradient(hvp, v, iters, tol)
-        else:
-            q = _neumann(hvp, v, iters, problem.lr if alpha is None else alpha)
+        q = solve(hessian, wd, v)
         _, directional = torch.func.jvp(lambda p: ev.coupled(p, hparams), (theta,), (q,))
         grads = grad_dict(directional, hparams)
     return {k: -g for k, g in grads.items()}

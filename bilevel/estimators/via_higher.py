@@ -10,12 +10,38 @@ call: without it, calling this estimator raises `bilevel.extras.MissingExtra` na
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ..extras import require
 from ..functional import Evaluator, grad_dict
 from ..problem import BilevelProblem, ModelFn
+from .base import Estimator
+
+
+@dataclass(frozen=True)
+class Higher(Estimator):
+    name = "higher"
+    summary = "reverse mode through higher's differentiable torch.optim.SGD (the common reference)"
+    exact = True
+    rank = 3
+    optimizers = ("sgd",)
+    learned_lr = True
+
+    @classmethod
+    def optimizer_refusal(cls, optimizer: str, weight_decay: float = 0.0) -> str | None:
+        if optimizer != "sgd":
+            return (
+                "higher: its DifferentiableAdam adds eps before the bias correction (eps/√(1−β₂ᵗ) "
+                "in torch.optim.Adam's terms) and has no AdamW, so it unrolls another optimizer; "
+                "use 'func' or 'forward' for Adam and AdamW inner steps"
+            )
+        return None
+
+    def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
+        return higher_unroll(problem, hparams)
 
 
 def higher_unroll(problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from bilevel import BilevelProblem, hypergradient
+from bilevel import BilevelProblem, hypergradient, serving
 from bilevel.examples import BUILDERS
 
 from .helpers import MODELS, batch, brute_force, cosine, flat, rel_error
@@ -14,13 +14,19 @@ EXACT_TOL = 1e-8  # between exact estimators
 BRUTE_TOL = 1e-6  # against the O(h²) brute-force difference, h = 1e-6
 
 
-def _exact_for(model_name: str, kind: str, steps: int) -> list[str]:
-    names = ["higher"]
-    if steps == 1:
-        names.append("forward")
-        if model_name == "linear" and kind.startswith("a_"):
-            names.append("analytic")
-    return names
+def _exact_for(problem, hp) -> list[str]:
+    """The exact estimators that serve the problem, from their declarations (`func`, the
+    reference, left out)."""
+    return [n for n in serving(problem, hp, exact=True) if n != "func"]
+
+
+def test_the_declared_lists_cover_what_the_problems_need():
+    """A control on the derivation: the one-layer imputed problem is served by every exact
+    estimator, a three-step one only by the unrolling ones."""
+    problem, hp = BUILDERS["a_imputed_away"](MODELS["linear"](), batch(), lr=0.5)
+    assert _exact_for(problem, hp) == ["analytic", "forward", "higher"]
+    problem, hp = BUILDERS["a_imputed_away"](MODELS["mlp"](), batch(), lr=0.5, steps=3)
+    assert _exact_for(problem, hp) == ["higher"]
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -29,7 +35,7 @@ def test_one_step(model_name, kind):
     problem, hp = BUILDERS[kind](MODELS[model_name](), batch(), lr=0.5)
     ref = hypergradient(problem, hp, "func")
     assert flat(ref).abs().max() > 1e-6, "degenerate problem: hypergradient is zero"
-    for name in _exact_for(model_name, kind, 1):
+    for name in _exact_for(problem, hp):
         assert rel_error(hypergradient(problem, hp, name), ref) <= EXACT_TOL, name
     assert rel_error(ref, brute_force(problem, hp)) <= BRUTE_TOL
     assert cosine(hypergradient(problem, hp, "fd"), ref) >= 0.9999

@@ -42,7 +42,10 @@ def test_overrides_are_typed(cfg):
             "unknown key 'method.treshold' (method keys: temperature, threshold, weight)",
         ),
         ("method.threshold=high", "method.threshold='high': expected float"),
-        ("estimator=exact", "estimator: unknown estimator 'exact'; valid: higher, func"),
+        (
+            "estimator=exact",
+            "estimator: unknown estimator 'exact'; valid: analytic, forward, func, higher",
+        ),
         ("method=fixmatch2", "method: unknown method 'fixmatch2'; valid:"),
         (
             "schedule=linear",

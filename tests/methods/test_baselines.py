@@ -199,6 +199,7 @@ def test_every_meta_method_subclasses_its_base():
         "impute_mt",
         "impute_pl",
         "meta_gradient",
+        "meta_pseudo_labels",
         "meta_semi",
         "meta_threshold",
         "meta_weight",
