@@ -25,6 +25,7 @@ import torch
 
 from bilevel import hypergradient
 from bilevel.estimators.implicit import HVP, implicit_with
+from bilevel.estimators.nystrom import unflatten
 from bilevel.examples import BUILDERS, Batch
 from bilevel.sgd import Params
 
@@ -296,18 +297,9 @@ def dense_solve(hessian: HVP, wd: float, v: Params) -> Params:
     """q = (∇²L_in + wd·I)⁻¹ v by a dense solve, the Hessian from n HVPs with unit vectors."""
     flat = torch.cat([t.reshape(-1) for t in v.values()])
     eye = torch.eye(flat.numel(), dtype=flat.dtype, device=flat.device)
-    units, start = {}, 0
-    for k, t in v.items():
-        units[k] = eye[:, start : start + t.numel()].reshape(-1, *t.shape)
-        start += t.numel()
-    columns = torch.func.vmap(hessian, randomness="same")(units)
+    columns = torch.func.vmap(hessian, randomness="same")(unflatten(eye, v))
     h = torch.cat([columns[k].reshape(flat.numel(), -1) for k in v], dim=1)
-    q = torch.linalg.solve((h + h.T) / 2 + wd * eye, flat)
-    out, start = {}, 0
-    for k, t in v.items():
-        out[k] = q[start : start + t.numel()].reshape(t.shape)
-        start += t.numel()
-    return out
+    return unflatten(torch.linalg.solve((h + h.T) / 2 + wd * eye, flat), v)
 
 
 def rank_sweep(

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
-from .estimators import ESTIMATORS, check_options, check_serves
+from .estimators import check_options, check_serves, get
 from .functional import scalar
 from .losses import ImputedTargets
 from .parallel import Shard
@@ -51,8 +51,7 @@ def hypergradient(
     computation; `check_finite=False` leaves that to the caller (`finite_flags` gives the
     flags on the device, as a training loop that reads them at intervals does).
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
+    get(estimator)  # an unknown name first, listing the valid ones
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
     if torch.is_inference_mode_enabled():

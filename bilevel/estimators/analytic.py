@@ -34,24 +34,17 @@ from .base import Estimator
 _PASSIVE = (nn.Sequential, nn.Flatten, nn.Identity)
 
 
-def check_one_layer(model: nn.Module) -> None:
-    """Raise ValueError unless `model` is one nn.Linear (optionally after Flatten)."""
+def one_layer_refusal(model: nn.Module) -> str | None:
+    """Why `model` is not one nn.Linear (optionally after Flatten), or None."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     other = [type(m).__name__ for m in model.modules() if not isinstance(m, (nn.Linear, *_PASSIVE))]
-    if len(linears) != 1 or other:
-        layers = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential)]
-        raise ValueError(
-            "analytic covers one-layer models only (one nn.Linear, optionally after Flatten); "
-            f"this model has layers {layers}. Use 'forward', 'func' or 'higher' for deep models."
-        )
-
-
-def one_layer_refusal(model: nn.Module) -> str | None:
-    try:
-        check_one_layer(model)
-    except ValueError as err:
-        return str(err)
-    return None
+    if len(linears) == 1 and not other:
+        return None
+    layers = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential)]
+    return (
+        "analytic covers one-layer models only (one nn.Linear, optionally after Flatten); "
+        f"this model has layers {layers}. Use 'forward', 'func' or 'higher' for deep models."
+    )
 
 
 @dataclass(frozen=True)

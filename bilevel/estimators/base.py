@@ -88,10 +88,6 @@ class Estimator:
                 raise ValueError(
                     f"estimator {self.name!r}: option {f.name} must be {rule.what}, got {value!r}"
                 )
-        self.check()
-
-    def check(self) -> None:
-        """Checks that relate options to each other (raise ValueError naming them)."""
 
     @classmethod
     def options(cls) -> dict[str, Any]:

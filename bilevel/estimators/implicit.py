@@ -30,7 +30,23 @@ HVP = Callable[[Params], Params]  # u ↦ H u
 
 
 @dataclass(frozen=True)
-class Implicit(Estimator):
+class AtStationaryPoint(Estimator):
+    """What the estimators that assume θ_K is the inner stationary point refuse (no `name`:
+    not an estimator of its own)."""
+
+    @classmethod
+    def optimizer_refusal(cls, optimizer: str, weight_decay: float = 0.0) -> str | None:
+        if optimizer == "adamw" and weight_decay:
+            return (
+                f"{cls.name}: AdamW's decoupled weight decay has no inner objective whose "
+                "stationary point its steps reach; use optimizer='adam' (L2 decay) or "
+                "weight_decay=0"
+            )
+        return super().optimizer_refusal(optimizer, weight_decay)
+
+
+@dataclass(frozen=True)
+class Implicit(AtStationaryPoint):
     name = "implicit"
     summary = "implicit function theorem at θ_K, H⁻¹ by conjugate gradient or Neumann series"
     exact = False  # exact at a stationary point only
@@ -44,25 +60,10 @@ class Implicit(Estimator):
     tol: float = option(1e-12, NON_NEGATIVE, "CG stops at ‖r‖² ≤ tol·‖∇G‖²")
     alpha: float | None = option(None, optional(POSITIVE), "Neumann's step (None: the inner lr)")
 
-    @classmethod
-    def optimizer_refusal(cls, optimizer: str, weight_decay: float = 0.0) -> str | None:
-        reason = stationary_refusal(cls.name, optimizer, weight_decay)
-        return reason or super().optimizer_refusal(optimizer, weight_decay)
-
     def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
         return implicit(
             problem, hparams, method=self.method, iters=self.iters, tol=self.tol, alpha=self.alpha
         )
-
-
-def stationary_refusal(name: str, optimizer: str, weight_decay: float) -> str | None:
-    """Why an estimator at the inner stationary point refuses the inner `optimizer`, or None."""
-    if optimizer == "adamw" and weight_decay:
-        return (
-            f"{name}: AdamW's decoupled weight decay has no inner objective whose stationary "
-            "point its steps reach; use optimizer='adam' (L2 decay) or weight_decay=0"
-        )
-    return None
 
 
 def implicit(

@@ -33,14 +33,14 @@ from torch import Tensor
 
 from ..problem import BilevelProblem
 from ..sgd import Params
-from .base import COUNT, NON_NEGATIVE, Estimator, Rule, option
-from .implicit import HVP, implicit_with, stationary_refusal
+from .base import COUNT, NON_NEGATIVE, Rule, option
+from .implicit import HVP, AtStationaryPoint, implicit_with
 
 SEED = Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0")
 
 
 @dataclass(frozen=True)
-class Nystrom(Estimator):
+class Nystrom(AtStationaryPoint):
     name = "nystrom"
     summary = "implicit function theorem at θ_K, H⁻¹ from k sampled columns of H (Nyström)"
     exact = False  # exact at a stationary point, with every column and rho = 0, only
@@ -50,11 +50,6 @@ class Nystrom(Estimator):
     columns: int = option(10, COUNT, "k: columns of H sampled, the rank (above n: all n)")
     rho: float = option(0.0, NON_NEGATIVE, "ρ: damping, C W⁺ Cᵀ + (wd + ρ)I is inverted")
     seed: int = option(0, SEED, "the seed of the columns' choice (a local generator)")
-
-    @classmethod
-    def optimizer_refusal(cls, optimizer: str, weight_decay: float = 0.0) -> str | None:
-        reason = stationary_refusal(cls.name, optimizer, weight_decay)
-        return reason or super().optimizer_refusal(optimizer, weight_decay)
 
     def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
         return nystrom(problem, hparams, columns=self.columns, rho=self.rho, seed=self.seed)
@@ -98,7 +93,7 @@ def nystrom_solve(
     index = column_indices(n, columns, seed).to(flat_v.device)
     basis = torch.zeros(len(index), n, dtype=flat_v.dtype, device=flat_v.device)
     basis[torch.arange(len(index), device=flat_v.device), index] = 1.0
-    units = _unflatten(basis, v)
+    units = unflatten(basis, v)
     if batched:
         hu = torch.func.vmap(hessian, randomness="same")(units)
     else:
@@ -116,10 +111,10 @@ def nystrom_solve(
         u, s, vh = u[:, keep], s[keep], vh[keep]
         m = s[:, None] * (vh @ torch.linalg.pinv(w, hermitian=True) @ vh.T) * s[None, :]
         q = u @ (torch.linalg.pinv((m + m.T) / 2, hermitian=True) @ (u.T @ flat_v))
-    return _unflatten(q, v)
+    return unflatten(q, v)
 
 
-def _unflatten(flat: Tensor, like: Params) -> Params:
+def unflatten(flat: Tensor, like: Params) -> Params:
     """The last dimension of `flat` split into tensors shaped as `like`'s (leading dims kept)."""
     out, start = {}, 0
     lead = flat.shape[:-1]

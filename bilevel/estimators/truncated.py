@@ -43,13 +43,5 @@ class Truncated(Estimator):
         return None
 
     def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
-        return truncated(problem, hparams, last=self.last)
-
-
-def truncated(
-    problem: BilevelProblem, hparams: dict[str, Tensor], *, last: int = 1
-) -> dict[str, Tensor]:
-    """∇_λ G(θ_K) through the last `last` steps, θ_{K−last} taken as a constant."""
-    if not 1 <= last <= problem.steps:
-        raise ValueError(f"truncated: last must be in 1..steps={problem.steps}, got {last}")
-    return unroll(problem, hparams, detached=problem.steps - last)
+        """∇_λ G(θ_K) through the last `last` steps, θ_{K−last} taken as a constant."""
+        return unroll(problem, hparams, detached=problem.steps - self.last)

@@ -60,9 +60,6 @@ def test_a_new_declaration_is_enough(monkeypatch):
             return {k: self.scale * v for k, v in got.items()}
 
     monkeypatch.setattr(estimators, "ESTIMATORS", {**ESTIMATORS, "twice_func": Twice})
-    import bilevel.hypergrad as hg
-
-    monkeypatch.setattr(hg, "ESTIMATORS", estimators.ESTIMATORS)
     problem, hp = BUILDERS["a_imputed_away"](MODELS["mlp"](), batch(), lr=0.5)
     ref = hypergradient(problem, hp, "func")
     got = hypergradient(problem, hp, "twice_func", scale=3.0)
