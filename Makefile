@@ -64,10 +64,10 @@ smoke: $(STAMP)
 	$(PY) -m analysis.smoke $(if $(DEVICE),--device $(DEVICE)) $(if $(STEPS),--steps $(STEPS))
 
 figures: $(STAMP)
-	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS))
+	$(PY) -m analysis.figures --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(filter full,$(SCALE)),--docs docs/results/figures)
 
 reproduce: $(STAMP)
-	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(JOBS)
+	$(PY) -m analysis.reproduce --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) $(JOBS) $(if $(filter full,$(SCALE)),--docs docs/results/figures)
 
 ledger: $(STAMP)
 	$(PY) -m experiments.ledger

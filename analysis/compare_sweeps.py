@@ -7,7 +7,7 @@ dense H⁻¹ is cheap).
 Writes `results/estimators_k.{csv,md}` (problem, estimator, K, ms, peak_mb),
 `results/estimators_t.{csv,md}` (problem, estimator, K, T, ms, peak_mb, rel_error and cosine
 against `func`), `results/fd_r.{csv,md}` (problem, dtype, r, rel_error, cosine against `func`
-in that dtype) and `results/nystrom_rank.{csv,md}` (problem, estimator, columns, rho, rel_error
+in that dtype) and `results/nystrom_rank.{csv,md}` (problem, estimator, rank, rho, rel_error
 against the exact implicit hypergradient, rel_error_func against `func`, ms).
 """
 
@@ -326,14 +326,14 @@ def rank_sweep(
     exact = dense()
     rows = []
 
-    def row(estimator, columns, rho, call):
+    def row(estimator, rank, rho, call):
         got = call()
         rel, cos = agreement(got, exact)
         rows.append(
             {
                 "problem": name,
                 "estimator": estimator,
-                "columns": columns,
+                "rank": rank,
                 "rho": rho,
                 "rel_error": rel,
                 "cosine": cos,
@@ -348,7 +348,7 @@ def rank_sweep(
                 "nystrom",
                 k,
                 rho,
-                lambda k=k, rho=rho: hypergradient(problem, hp, "nystrom", columns=k, rho=rho),
+                lambda k=k, rho=rho: hypergradient(problem, hp, "nystrom", rank=k, rho=rho),
             )
     row("implicit", math.nan, math.nan, lambda: hypergradient(problem, hp, "implicit"))
     row("dense_solve", n, 0.0, dense)
@@ -363,7 +363,7 @@ def docs_table_rank(swept: pd.DataFrame) -> str:
         "|---|--:|--:|--:|--:|--:|",
     ]
     for r in swept.itertuples():
-        k = "" if math.isnan(r.columns) else f"{int(r.columns)}"
+        k = "" if math.isnan(r.rank) else f"{int(r.rank)}"
         rho = "" if math.isnan(r.rho) else f"{r.rho:g}"
         lines.append(
             f"| `{r.estimator}` | {k} | {rho} | {r.rel_error:.3g} | {r.rel_error_func:.3g} "

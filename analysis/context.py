@@ -34,6 +34,7 @@ class Context:
     scale: str = "full"  # "smoke": read (and make) the `+smoke` runs
     root: Path | None = None  # runs root (default: $RUNS_ROOT or runs/)
     seeds: tuple[int, ...] = (0, 1)  # seeds of figures that show spread
+    docs: Path | None = None  # where the documentation's copies of the tables go (`--docs`)
 
     @property
     def smoke(self) -> bool:

@@ -4,7 +4,11 @@ For each figure it reads the run directories it needs; where some are missing it
 others, lists the missing runs with the command that makes each (or `make reproduce`), and
 exits with status 1.
 
-    python -m analysis.figures [--scale smoke] [--out figures] [--only NAME ...]
+    python -m analysis.figures [--scale smoke] [--out figures] [--only NAME ...] [--docs DIR]
+
+With `--docs DIR` (`make figures` passes docs/results/figures at full scale) each table it writes
+is also written to DIR/NAME.md, marked with the command that rebuilds it: the documentation's
+paper-check pages include them from there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from experiments.run import unfinished
 
 from . import assumption1, imputation, meta_vs_base, metagrad_theory, thresholds
 from .context import Context, Need
+from .output import save_docs
 from .seeds import job_options, seed_list
 
 
@@ -107,7 +112,14 @@ def build_all(ctx: Context, figures: list[Figure] | None = None) -> dict[str, li
             missing[fig.name] = absent
             continue
         print(f"[{fig.name}] {fig.shows}", flush=True)
-        for path in fig.build(ctx):
+        written = fig.build(ctx)
+        if ctx.docs is not None:  # the tables again, for the documentation
+            command = f"python -m analysis.figures --only {fig.name}"
+            tables = [p for p in written if p.suffix == ".md"]
+            written += [
+                save_docs(t.read_text().rstrip(), ctx.docs, t.stem, command) for t in tables
+            ]
+        for path in written:
             print(f"  wrote {path}")
     return missing
 
@@ -131,10 +143,15 @@ def parse(
         "--seeds", type=seed_list, default="0,1", help="seeds of figures that show spread"
     )
     parser.add_argument("--only", nargs="*", help="figure names")
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="also write each table to DIR/NAME.md (the docs')"
+    )
     job_options(parser)  # make reproduce
     args = parser.parse_args(argv)
     out = args.out or (Path("figures") / ("smoke" if args.scale == "smoke" else ""))
-    ctx = Context(out=out, scale=args.scale, seeds=tuple(args.seeds))
+    if args.docs is not None and args.scale == "smoke":
+        parser.error("--docs writes the documentation's measured tables: not at --scale smoke")
+    ctx = Context(out=out, scale=args.scale, seeds=tuple(args.seeds), docs=args.docs)
     return ctx, select(args.only), args
 
 

@@ -259,6 +259,8 @@ def _train(cfg, seed, scale, run, rundir, stored, progress, run_id, stop) -> dic
         # only intervals that reached a checkpoint, so it understates a resumed run's time
         "resumes": resumes,
         "nproc": shard.world,
+        # CPU threads per process: the order of float sums, hence the numbers, depends on it
+        "threads": torch.get_num_threads(),
     }
     rundir.write_json("summary.json", summary)
     return summary

@@ -28,7 +28,7 @@ def _discover() -> MappingProxyType:
                 if other is not None and other is not obj:
                     raise RuntimeError(f"two estimators are named {obj.name!r}: {other}, {obj}")
                 found[obj.name] = obj
-    order = sorted(found.values(), key=lambda cls: (not cls.exact, cls.rank, cls.name))
+    order = sorted(found.values(), key=lambda cls: (not cls.exact, cls.priority, cls.name))
     return MappingProxyType({cls.name: cls for cls in order})
 
 

@@ -52,7 +52,7 @@ class Analytic(Estimator):
     name = "analytic"
     summary = "closed form for one-layer models with imputed targets (bilevel.ImputedTargets)"
     exact = True
-    rank = 0
+    priority = 0
     steps = (1, 1)
 
     @classmethod

@@ -1,5 +1,5 @@
 """`auto`: the fastest exact estimator that serves the problem, by a rule derived from the
-declarations: the exact estimators in order of their `rank` (analytic, forward, func, higher),
+declarations: the exact estimators in order of their `priority` (analytic, forward, func, higher),
 the first whose `refusal` is None. In effect:
 
     analytic   K = 1, a one-layer model and a `bilevel.ImputedTargets` inner loss (closed form)
@@ -27,7 +27,7 @@ def _candidates() -> list[type[Estimator]]:
     from . import ESTIMATORS  # the registry is built from the modules, this one included
 
     exact = [cls for cls in ESTIMATORS.values() if cls.exact and cls is not Auto]
-    return sorted(exact, key=lambda cls: cls.rank)
+    return sorted(exact, key=lambda cls: cls.priority)
 
 
 def choose(problem: BilevelProblem, hparams: dict[str, Tensor] | None = None) -> str:
@@ -48,7 +48,7 @@ class Auto(Estimator):
     name = "auto"
     summary = "the fastest exact estimator that serves the problem (bilevel.choose)"
     exact = True
-    rank = 100
+    priority = 100
     steps = (1, None)
     learned_lr = True
     compared = ()  # it runs one of the others

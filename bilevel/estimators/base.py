@@ -73,7 +73,7 @@ class Estimator:
     # exact: equal, up to rounding, to the unrolled hypergradient for every problem it serves
     exact: ClassVar[bool]
     # auto's preference among the exact estimators (lower: tried first) and the display order
-    rank: ClassVar[int]
+    priority: ClassVar[int]
     steps: ClassVar[tuple[int, int | None]] = (1, None)  # the K it serves: (least, most or None)
     optimizers: ClassVar[tuple[str, ...]] = OPTIMIZERS  # the inner optimizers it serves
     learned_lr: ClassVar[bool] = False  # whether it differentiates `BilevelProblem.lr_scale`

@@ -35,7 +35,7 @@ class FD(Estimator):
     name = "fd"
     summary = "first-order central difference along the step direction (DARTS)"
     exact = False
-    rank = 10
+    priority = 10
     steps = (1, 1)
     compared = ({}, {"lookahead": False})
     r: float = option(1e-3, POSITIVE, "the step ε‖w‖ of the difference")

@@ -91,7 +91,7 @@ class Forward(Estimator):
     name = "forward"
     summary = "one jvp of the coupled loss along the step direction, then reverse mode in λ"
     exact = True
-    rank = 1
+    priority = 1
     steps = (1, 1)
 
     def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:

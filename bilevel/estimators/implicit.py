@@ -50,7 +50,7 @@ class Implicit(AtStationaryPoint):
     name = "implicit"
     summary = "implicit function theorem at θ_K, H⁻¹ by conjugate gradient or Neumann series"
     exact = False  # exact at a stationary point only
-    rank = 20
+    priority = 20
     steps = (0, None)
     # away from a stationary point it is another quantity than the unrolled hypergradient
     # `make compare`'s one-step problems measure against

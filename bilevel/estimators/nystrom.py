@@ -16,7 +16,7 @@ decay's wd·I is known exactly and kept (not approximated), so with μ = wd + ρ
 
 With k = n (every column) C W⁺ Cᵀ = ∇²L_in, so ρ = 0 gives q = H⁻¹v exactly when H is
 invertible. ρ > 0 damps (the paper's ρ); for μ > 0 the part of v outside the span of C is
-scaled by 1/μ. A `columns` above n takes every column (clamped, not refused).
+scaled by 1/μ. A `rank` above n takes every column (clamped, not refused).
 
 Cost: k HVPs in one `torch.func.vmap`ed forward-over-reverse pass (k times one HVP's
 activations at once), O(nk) memory for C, O(nk²) for the SVD (μ = 0) or CᵀC (μ > 0) and a k×k
@@ -44,33 +44,33 @@ class Nystrom(AtStationaryPoint):
     name = "nystrom"
     summary = "implicit function theorem at θ_K, H⁻¹ from k sampled columns of H (Nyström)"
     exact = False  # exact at a stationary point, with every column and rho = 0, only
-    rank = 21
+    priority = 21
     steps = (0, None)
     compared = ()  # as `implicit`: another quantity than the unrolled one-step hypergradient
-    columns: int = option(10, COUNT, "k: columns of H sampled, the rank (above n: all n)")
+    rank: int = option(10, COUNT, "k: the rank, columns of H sampled (above n: all n)")
     rho: float = option(0.0, NON_NEGATIVE, "ρ: damping, C W⁺ Cᵀ + (wd + ρ)I is inverted")
     seed: int = option(0, SEED, "the seed of the columns' choice (a local generator)")
 
     def __call__(self, problem: BilevelProblem, hparams: dict[str, Tensor]) -> dict[str, Tensor]:
-        return nystrom(problem, hparams, columns=self.columns, rho=self.rho, seed=self.seed)
+        return nystrom(problem, hparams, rank=self.rank, rho=self.rho, seed=self.seed)
 
 
 def nystrom(
     problem: BilevelProblem,
     hparams: dict[str, Tensor],
     *,
-    columns: int = 10,
+    rank: int = 10,
     rho: float = 0.0,
     seed: int = 0,
 ) -> dict[str, Tensor]:
-    """The implicit hypergradient with q from the rank-`columns` Nyström system (module doc)."""
+    """The implicit hypergradient with q from the rank-`rank` Nyström system (module doc)."""
 
     # data parallel: the Hessian-vector products sum over ranks inside autograd (`shard.use`),
     # which torch.func.vmap cannot batch; the k products then run one after another
     batched = not problem.shard.parallel
 
     def solve(hessian: HVP, wd: float, v: Params) -> Params:
-        return nystrom_solve(hessian, v, columns, wd + rho, seed, batched)
+        return nystrom_solve(hessian, v, rank, wd + rho, seed, batched)
 
     return implicit_with(problem, hparams, solve)
 

@@ -59,7 +59,7 @@ class SAMA(Estimator):
     name = "sama"
     summary = "central difference along ∇G(θ₀) preconditioned by the optimizer's update (SAMA)"
     exact = False
-    rank = 11
+    priority = 11
     steps = (1, 1)  # D and the lr describe the single step from θ₀
     compared = ({},)
     r: float = option(1e-3, POSITIVE, "the step ε‖w‖ of the difference (betty's alpha)")

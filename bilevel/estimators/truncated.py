@@ -27,7 +27,7 @@ class Truncated(Estimator):
     name = "truncated"
     summary = "reverse mode through the last T of the K unrolled steps (truncated backprop)"
     exact = False  # exact for T = K only
-    rank = 30
+    priority = 30
     steps = (1, None)
     optimizers = Func.optimizers
     learned_lr = True

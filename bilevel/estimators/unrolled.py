@@ -29,7 +29,7 @@ class Func(Estimator):
     name = "func"
     summary = "reverse mode through the K unrolled steps (torch.func arithmetic)"
     exact = True
-    rank = 2
+    priority = 2
     learned_lr = True
     checkpoint: bool = option(False, BOOL, "recompute each step's activations in the backward")
 

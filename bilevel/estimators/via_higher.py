@@ -26,7 +26,7 @@ class Higher(Estimator):
     name = "higher"
     summary = "reverse mode through higher's differentiable torch.optim.SGD (the common reference)"
     exact = True
-    rank = 3
+    priority = 3
     optimizers = ("sgd",)
     learned_lr = True
 

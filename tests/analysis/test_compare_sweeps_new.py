@@ -58,7 +58,7 @@ def test_the_rank_sweep_reaches_the_dense_solve_with_every_column():
     assert list(swept.columns) == [
         "problem",
         "estimator",
-        "columns",
+        "rank",
         "rho",
         "rel_error",
         "cosine",
@@ -66,7 +66,7 @@ def test_the_rank_sweep_reaches_the_dense_solve_with_every_column():
         "ms",
     ]
     assert list(swept.estimator) == ["nystrom"] * 3 + ["implicit", "dense_solve"]
-    nystrom = swept[swept.estimator == "nystrom"].set_index("columns")
+    nystrom = swept[swept.estimator == "nystrom"].set_index("rank")
     assert list(nystrom.index) == [1, 64, n]
     assert nystrom.rel_error[n] <= 1e-8 < nystrom.rel_error[1]
     assert swept[swept.estimator == "dense_solve"].rel_error.iloc[0] == 0.0

@@ -52,3 +52,29 @@ def test_reproduce_smoke_writes_every_figure(roots, capsys):
     # a second call finds every run and only rebuilds the figures
     assert figures.main(["--scale", "smoke", "--seeds", "0", "--out", str(out)]) == 0
     assert "not built" not in capsys.readouterr().err
+
+
+def test_docs_gets_each_table_a_figure_writes_marked_with_its_command(tmp_path, capsys):
+    def build(ctx):
+        (ctx.out / "t.md").parent.mkdir(parents=True, exist_ok=True)
+        (ctx.out / "t.md").write_text("| a |\n|---|\n| 1 |\n")
+        (ctx.out / "t.png").write_bytes(b"png")
+        return [ctx.out / "t.png", ctx.out / "t.md"]
+
+    fig = figures.Figure("fig", "a test figure", figures._no_runs, build)
+    docs = tmp_path / "docs"
+    ctx = figures.Context(out=tmp_path / "figs", docs=docs)
+    assert figures.build_all(ctx, [fig]) == {}
+    assert [p.name for p in docs.iterdir()] == ["t.md"]  # tables only
+    text = (docs / "t.md").read_text()
+    assert "`python -m analysis.figures --only fig`" in text.splitlines()[0]
+    assert text.endswith("| a |\n|---|\n| 1 |\n")
+    assert f"wrote {docs / 't.md'}" in capsys.readouterr().out
+    assert figures.build_all(figures.Context(out=tmp_path / "f2"), [fig]) == {}
+    assert [p.name for p in docs.iterdir()] == ["t.md"]  # without --docs, nothing there
+
+
+def test_docs_refused_at_smoke_scale(capsys):
+    with pytest.raises(SystemExit):
+        figures.main(["--scale", "smoke", "--docs", "d"])
+    assert "--docs writes the documentation's measured tables" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def test_every_estimator_module_declares_one_registered_estimator():
     for name, cls in ESTIMATORS.items():
         assert issubclass(cls, Estimator) and cls.name == name
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
-        assert cls.summary and isinstance(cls.exact, bool) and isinstance(cls.rank, int)
+        assert cls.summary and isinstance(cls.exact, bool) and isinstance(cls.priority, int)
         least, most = cls.steps
         assert least >= 0 and (most is None or most >= least)
         for options in cls.compared:  # make compare's rows build
@@ -50,7 +50,7 @@ def test_a_new_declaration_is_enough(monkeypatch):
         name = "twice_func"
         summary = "2 × func (a test double)"
         exact = False
-        rank = 99
+        priority = 99
         steps = (1, 1)
         optimizers = ("sgd",)
         scale: float = estimators.base.option(2.0, estimators.base.POSITIVE)
@@ -74,7 +74,7 @@ def test_a_new_declaration_is_enough(monkeypatch):
 
 def test_auto_picks_the_first_exact_estimator_by_rank_that_serves():
     exact = sorted(
-        (c for c in ESTIMATORS.values() if c.exact and c.name != "auto"), key=lambda c: c.rank
+        (c for c in ESTIMATORS.values() if c.exact and c.name != "auto"), key=lambda c: c.priority
     )
     for model_name, kind, steps in [
         ("linear", "a_imputed_away", 1),

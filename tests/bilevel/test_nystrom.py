@@ -75,10 +75,10 @@ def test_every_column_on_ridge_is_the_closed_form(columns):
     log_lam = torch.tensor(-1.0, dtype=DT)
     theta_star, expected = _closed_form(X, y, Xv, yv, log_lam)
     problem = _problem(X, y, Xv, yv, theta_star, steps=0)
-    got = hypergradient(problem, {"log_lam": log_lam}, "nystrom", columns=columns)
+    got = hypergradient(problem, {"log_lam": log_lam}, "nystrom", rank=columns)
     assert torch.allclose(got["log_lam"], expected, rtol=1e-8, atol=0)
     # fewer columns: an approximation, not the closed form
-    few = hypergradient(problem, {"log_lam": log_lam}, "nystrom", columns=2)
+    few = hypergradient(problem, {"log_lam": log_lam}, "nystrom", rank=2)
     assert not torch.allclose(few["log_lam"], expected, rtol=1e-2)
 
 
@@ -96,13 +96,13 @@ def test_the_error_against_a_dense_solve_falls_to_zero_with_every_column():
     n = _n(problem)
     exact = _dense(problem, hp)
     errors = {
-        k: rel_error(hypergradient(problem, hp, "nystrom", columns=k), exact)
+        k: rel_error(hypergradient(problem, hp, "nystrom", rank=k), exact)
         for k in (2, 8, 32, 128, n)
     }
     assert errors[n] <= 1e-8
     assert errors[2] > 1e-2 and errors[2] > errors[128] > errors[n]
     # damped: every column gives the solve with H + ρI
-    damped = hypergradient(problem, hp, "nystrom", columns=n, rho=0.5)
+    damped = hypergradient(problem, hp, "nystrom", rank=n, rho=0.5)
     assert rel_error(damped, _dense(problem, hp, damping=0.5)) <= 1e-8
     assert rel_error(damped, exact) > 1e-2
 
@@ -110,10 +110,10 @@ def test_the_error_against_a_dense_solve_falls_to_zero_with_every_column():
 def test_dropout_masks_are_the_ones_of_every_other_evaluation():
     problem, hp = _mlp_problem(mlp(dropout=0.5))
     torch.manual_seed(SEED)
-    got = hypergradient(problem, hp, "nystrom", columns=_n(problem))
+    got = hypergradient(problem, hp, "nystrom", rank=_n(problem))
     assert rel_error(got, _dense(problem, hp, seed=SEED)) <= 1e-8
     torch.manual_seed(SEED + 1)  # a control: other masks, another result
-    assert rel_error(hypergradient(problem, hp, "nystrom", columns=_n(problem)), got) > 1e-3
+    assert rel_error(hypergradient(problem, hp, "nystrom", rank=_n(problem)), got) > 1e-3
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.3])
@@ -161,12 +161,12 @@ def test_the_columns_come_from_the_seed_alone_and_leave_the_global_rng_untouched
     assert not torch.equal(index, column_indices(_n(problem), 8, seed=6))
     assert len(set(index.tolist())) == 8 and torch.equal(index, index.sort().values)
     torch.manual_seed(0)
-    a = hypergradient(problem, hp, "nystrom", columns=8, seed=5)
+    a = hypergradient(problem, hp, "nystrom", rank=8, seed=5)
     torch.manual_seed(1)  # another global state: the same columns
-    b = hypergradient(problem, hp, "nystrom", columns=8, seed=5)
+    b = hypergradient(problem, hp, "nystrom", rank=8, seed=5)
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = torch.get_rng_state()
-    c = hypergradient(problem, hp, "nystrom", columns=8, seed=6)
+    c = hypergradient(problem, hp, "nystrom", rank=8, seed=6)
     assert torch.equal(torch.get_rng_state(), state)
     assert rel_error(c, a) > 1e-6
 
@@ -174,7 +174,7 @@ def test_the_columns_come_from_the_seed_alone_and_leave_the_global_rng_untouched
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"columns": 0}, "option columns must be an int >= 1, got 0"),
+        ({"rank": 0}, "option rank must be an int >= 1, got 0"),
         ({"rho": -0.1}, "option rho must be a finite number >= 0, got -0.1"),
         ({"seed": -1}, "option seed must be an int >= 0, got -1"),
         ({"seed": 1.5}, "option seed must be an int >= 0, got 1.5"),

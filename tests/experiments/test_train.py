@@ -102,6 +102,7 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(Mixup, "train_step", original)
     summary = train(cfg, 0, "smoke", root=tmp_path / "cut", progress=False)
     assert summary["resumes"] == 1  # its wall time lacks the lost steps 21-25, and says so
+    assert summary["threads"] == torch.get_num_threads()  # the numbers depend on it on CPU
     assert _comparable(run) == _comparable(tmp_path / "whole/mixup_digits/seed0")
     assert _events(run) == _events(tmp_path / "whole/mixup_digits/seed0") == _csv_scalars(run)
 
