@@ -45,7 +45,7 @@ from bilevel import ESTIMATORS, Evaluator, hypergradient, per_sample_loss
 from bilevel.estimators.forward import directional
 from bilevel.examples import BUILDERS, Batch
 from bilevel.extras import require
-from experiments.cli import run_cli
+from experiments.cli import run_cli, spelled
 from experiments.models import cnn13, linear, tcdcn
 
 from . import compare_sweeps
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     for module in ("higher", "torchopt"):  # rows of the table; checked before any work
-        require(module, f"make compare (its {module} row)")
+        require(module, f"{spelled('compare')} (its {module} row)")
     only = set(args.only.split(",")) if args.only else None
     fast_allocator()
     torch.manual_seed(0)

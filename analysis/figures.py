@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.cli import run_cli
+from experiments.cli import installed, run_cli, spelled
 from experiments.run import unfinished
 
 from . import assumption1, imputation, meta_vs_base, metagrad_theory, thresholds
@@ -129,8 +129,10 @@ def report_missing(ctx: Context, missing: dict[str, list]) -> None:
         print(f"[{name}] not built: {len(absent)} run(s) missing:", file=sys.stderr)
         for spec, seed in absent:
             print(f"  {ctx.run(spec, seed).command()}", file=sys.stderr)
-    scale = " SCALE=smoke" if ctx.smoke else ""
-    print(f"make reproduce{scale} makes every missing run, then the figures", file=sys.stderr)
+    scale = (" --scale smoke" if installed() else " SCALE=smoke") if ctx.smoke else ""
+    print(
+        f"{spelled('reproduce')}{scale} makes every missing run, then the figures", file=sys.stderr
+    )
 
 
 def parse(

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from bilevel.extras import require
-from experiments.cli import run_cli
+from experiments.cli import run_cli, spelled
 from experiments.config import ConfigError, check_repeats
 from experiments.errors import Stopped
 from experiments.run import Run, run_name, unfinished
@@ -242,7 +242,7 @@ def run_missing(runs: list[Run], executor: str | None, parallel: int = 2) -> Non
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="make sweep", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=spelled("sweep"), description=__doc__.split("\n")[0])
     p.add_argument("name", help="experiment name (make list shows them)")
     p.add_argument("overrides", nargs="*", help="key=value settings for every run")
     p.add_argument("--seeds", type=seed_list, default=[0])

@@ -16,6 +16,19 @@ from bilevel.extras import MissingExtra
 
 from .errors import ConfigError, DataError, Diverged, Interrupted, Stopped
 
+PROG = "bilevel-ssl"  # the installed command (`analysis.commands`); `make TARGET` in a clone
+
+
+def installed() -> bool:
+    """Whether this process runs as the installed `bilevel-ssl` command (which names itself in
+    `sys.argv[0]`): its hints then name `bilevel-ssl COMMAND`, a clone's `make TARGET`."""
+    return os.path.basename(sys.argv[0]).startswith(PROG)
+
+
+def spelled(target: str) -> str:
+    """`make TARGET` or, under the installed command, `bilevel-ssl TARGET`."""
+    return f"{PROG} {target}" if installed() else f"make {target}"
+
 
 def run_cli(main: Callable[[], int | None], again: str = "The same command") -> int:
     """Run `main()` and turn the toolkit's errors into a message and an exit status.

@@ -15,14 +15,14 @@ import sys
 
 from . import configs, distributed, launch
 from .build import check_split
-from .cli import run_cli
+from .cli import run_cli, spelled
 from .config import check_run_args
 from .run import Run
 from .stop import StopRequest
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make exp", description=__doc__)
+    parser = argparse.ArgumentParser(prog=spelled("exp"), description=__doc__)
     parser.add_argument("name", nargs="?", help="experiment name (--list shows them)")
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     parser.add_argument("--seed", type=int, default=0)

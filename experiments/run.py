@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import configs
+from .cli import PROG, installed
 from .config import RUNTIME, Config, apply_overrides, config_defaults, smoke
 from .errors import ConfigError
 from .rundir import RunDir, stored_config
@@ -87,7 +89,13 @@ class Run:
         return self.dir.path
 
     def command(self, nproc: int = 1) -> str:
-        """The `make exp` command that trains (or resumes) this run."""
+        """The `make exp` command that trains (or resumes) this run (`bilevel-ssl exp …` when
+        this process is the installed command)."""
+        if installed():
+            parts = [f"{PROG} exp {self.experiment} --seed {self.seed}"]
+            parts += [f"--scale {self.scale}"] if self.scale != "full" else []
+            parts += [f"--nproc {nproc}"] if nproc != 1 else []
+            return shlex.join([*" ".join(parts).split(), *self.overrides])
         parts = [f"make exp NAME={self.experiment} SEED={self.seed}"]
         if self.scale != "full":
             parts.append(f"SCALE={self.scale}")

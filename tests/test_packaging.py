@@ -139,7 +139,7 @@ def test_the_core_imports_without_the_optional_dependencies(tmp_path):
     ) in err
     assert "error: estimator: the 'higher' estimator needs the higher package" in err
     assert "needs the submitit package: pip install 'bilevel-ssl[cluster]'" in err
-    assert "error: make compare (its higher row) needs the higher package" in err
+    assert "error: bilevel-ssl compare (its higher row) needs the higher package" in err
     assert "Traceback" not in err
 
 
