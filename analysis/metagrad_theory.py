@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 from bilevel import BilevelProblem, hypergradient
+from bilevel.forward_ad import load_jvp_decompositions
 from experiments.cli import run_cli
 from experiments.data import make_splits
 from experiments.models import mlp
@@ -83,6 +84,7 @@ def hessian_norm(
         out = jvp(grad(loss), (params,), (unflatten(v),))[1]
         return torch.cat([out[n].flatten() for n in names])
 
+    load_jvp_decompositions()
     first = params[names[0]]
     g = torch.Generator(device="cpu").manual_seed(seed)
     v0 = torch.randn(sum(sizes), generator=g, dtype=first.dtype).to(first.device)

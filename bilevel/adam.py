@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .forward_ad import load_jvp_decompositions
+
 Params = dict[str, Tensor]
 AdamState = dict[str, dict[str, Tensor]]  # name -> {"step", "exp_avg", "exp_avg_sq"}
 
@@ -88,6 +90,7 @@ class AdamConfig:
     def direction_scale(self, params: Params, grads: Params, state: AdamState) -> Params:
         """D = ∂u/∂d elementwise at the first step's gradient (see the module docstring)."""
         out = {}
+        load_jvp_decompositions()
         for name, p in params.items():
             d = grads[name].detach()
             if self.weight_decay and not self.decoupled:

@@ -11,8 +11,6 @@ graph through a backward pass is built, so the cost is about two plain steps.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 
+from ..forward_ad import load_jvp_decompositions
 from ..functional import Evaluator, grad_dict, norm_layers
 from ..problem import BilevelProblem
 from ..sgd import Params
@@ -39,31 +38,11 @@ def directional(
     weight), which the next convolution refuses; `torch.func.jvp`'s rule does so always. So
     autograd's dual tensors are used, and inside autocast the BatchNorm layers of `model` take
     their input in float32 during this evaluation (`tests/bilevel/test_amp.py`)."""
-    _load_jvp_decompositions()
+    load_jvp_decompositions()
     with fwAD.dual_level(), _norms_in_float32(model):
         out = fn({k: fwAD.make_dual(v, w[k]) for k, v in theta.items()})
         tangent = fwAD.unpack_dual(out).tangent
     return torch.zeros_like(out) if tangent is None else tangent
-
-
-@functools.cache
-def _load_jvp_decompositions() -> None:
-    """What torch's first `make_dual` does, once, with one warning of torch's own silenced: it
-    imports `torch._decomp.decompositions_for_jvp`, whose import compiles its decompositions
-    with `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning ("`torch.jit.script`
-    is deprecated") raised from torch.jit._script. The toolkit calls no TorchScript; left alone,
-    the warning lands in the first meta step's progress bar. Other warnings pass."""
-    load = getattr(fwAD, "_maybe_load_decompositions", None)  # absent: nothing to preload
-    if load is None:
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r"`torch\.jit\.script` is (deprecated|not supported)",
-            category=FutureWarning,
-            module=r"torch\.jit\._script",
-        )
-        load()
 
 
 @contextmanager

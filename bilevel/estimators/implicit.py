@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..forward_ad import load_jvp_decompositions
 from ..functional import Evaluator, axpy, dot, grad_dict
 from ..problem import BilevelProblem
 from ..sgd import Params
@@ -103,6 +104,7 @@ def implicit_with(
         theta = {k: v.detach() for k, v in theta.items()}
         const = {k: v.detach() for k, v in hparams.items()}
         grad_in = torch.func.grad(lambda p: ev.inner(p, const))
+        load_jvp_decompositions()
 
         def hessian(u: Params) -> Params:
             return torch.func.jvp(grad_in, (theta,), (u,))[1]
