@@ -12,6 +12,7 @@ equal_time  error of meta method and base at the same wall-clock budgets (Meta-S
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 
@@ -86,6 +87,7 @@ def build_labels(ctx: Context) -> list:
         for name, style in ((base, "--"), (meta, "-")):
             ax.plot(LABELS, wide.loc[name].to_numpy(), style, marker="o", label=name)
         ax.set(xscale="log", xticks=LABELS, xticklabels=[str(k) for k in LABELS], xlabel="labels")
+        ax.minorticks_off()  # the log axis' minor labels (3×10¹ …) would overlap 50
         ax.legend(fontsize=7)
     axes[0].set_ylabel("test error % (seed 0)")
     fig.tight_layout()
@@ -123,11 +125,14 @@ def build_estimators(ctx: Context) -> list:
             ax1.bar(x, row["error %"], width, color=color)
             ax2.bar(x, row["wall time s"], width, color=color)
     for ax, label in ((ax1, "test error %"), (ax2, "wall time s")):
-        ax.set_xticks(range(len(names)), [n.removesuffix("_digits") for n in names], fontsize=8)
+        short = [n.removesuffix("_digits") for n in names]
+        ax.set_xticks(range(len(names)), short, fontsize=8, rotation=20)
         ax.set_ylabel(label)
     handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}") for i in range(len(shown))]
-    ax1.legend(handles, shown, fontsize=8)
+    # below the axes, off the bars
+    fig.legend(handles, shown, fontsize=8, loc="lower center", ncol=len(shown), frameon=False)
     fig.suptitle("Does the estimator matter? (digits, 50 labels, seed 0)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, ctx.out, "estimators_matter") + save_table(
         frame, ctx.out, "estimators_matter", floatfmt=".2f"
     )
@@ -161,7 +166,8 @@ def build_equal_time(ctx: Context) -> list:
                         }
                     )
         ax.set(xlabel="wall time s", xscale="log")
-        ax.legend(fontsize=6)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels (2×10⁰ …) would overlap
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     axes[0].set_ylabel("test error %")
     fig.tight_layout()
     frame = pd.DataFrame(rows)

@@ -250,7 +250,7 @@ def plot_theorem1(frame: pd.DataFrame, out: Path) -> list[Path]:
         yscale="log",
         title="Meta-Gradient Theorem 1 (β* = 1/(4α²M²L0) at θ_0)",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))  # off the curves
     return save_figure(fig, out, "metagrad_theorem1")
 
 
@@ -265,7 +265,7 @@ def plot_theorem2(frame: pd.DataFrame, out: Path) -> list[Path]:
         ylabel="min_{t≤T} ‖∇G(θ_t)‖²",
         title="Meta-Gradient Theorem 2 (dotted: C/√T)",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))  # off the curves
     return save_figure(fig, out, "metagrad_theorem2")
 
 

@@ -96,7 +96,7 @@ def _fig4(ctx: Context) -> list:
                 ax.plot(c.step, c.value, style, label=f"{spec.name} seed {seed}")
         ax.set(xlabel="step", title=metric.replace("pl_", "") + " pseudo labels passing / batch")
     axes[0].set_ylabel("samples per unlabeled batch")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # off the lines
     return save_figure(fig, ctx.out, "metathreshold_fig4_pseudo_labels")
 
 
@@ -120,7 +120,7 @@ def build(ctx: Context) -> list:
     ax.plot(mean.step, mean.tau, "k", lw=2, label="all")
     ax.axhline(FIXMATCH_THRESHOLD, color="k", ls=":", label="FixMatch 0.95")
     ax.set(xlabel="step", ylabel="class-average τ", title="Meta-T threshold over training")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))  # off the lines
     files += save_figure(fig, ctx.out, "metathreshold_fig5c_over_training")
 
     meta_i, fix_i = IMBALANCED
@@ -138,11 +138,11 @@ def build(ctx: Context) -> list:
     ax1.bar(table["class"], table["mean tau (true class)"], color="C0")
     ax1.axhline(FIXMATCH_THRESHOLD, color="k", ls=":", label="FixMatch 0.95")
     ax1.set(xlabel="class (0: most samples)", ylabel="mean τ", title="Meta-T τ per class")
-    ax1.legend()
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below the axes, off the bars
     width = 0.4
     ax2.bar(table["class"] - width / 2, table["Meta-T right %"], width, label="Meta-T")
     ax2.bar(table["class"] + width / 2, table["FixMatch right %"], width, label="FixMatch")
     ax2.set(xlabel="class", ylabel="right among passed (%)", title="pseudo-label accuracy")
-    ax2.legend()
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     files += save_figure(fig, ctx.out, "metathreshold_fig5b_imbalanced")
     return files
