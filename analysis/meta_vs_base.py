@@ -12,9 +12,9 @@ equal_time  error of meta method and base at the same wall-clock budgets (Meta-S
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from experiments import configs
 
