@@ -46,7 +46,8 @@ class MetaMethod(Method):
                     f"{self.name}'s virtual step is the real optimizer's, which must be SGD, Adam "
                     f"or AdamW; got {type(optimizer).__name__}{hint}"
                 ) from None
-            check_optimizer(self.estimator, kind, optimizer.param_groups[0]["weight_decay"])
+            wd = optimizer.param_groups[0]["weight_decay"]
+            check_optimizer(self.estimator, kind, wd, self.eager_model())
         refused = get(self.estimator).model_refusal(self.eager_model())
         if refused is not None:
             raise ValueError(refused)

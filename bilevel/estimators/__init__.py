@@ -9,7 +9,7 @@ import pkgutil
 from types import MappingProxyType
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..problem import BilevelProblem
 from .auto import choose
@@ -56,12 +56,30 @@ def check_options(name: str, options: dict[str, Any]) -> Estimator:
     return get(name).create(options)
 
 
-def check_optimizer(name: str, optimizer: str, weight_decay: float = 0.0) -> None:
+def _advice(refused: str, serving: list[str]) -> str:
+    """ "; use 'a' or 'b'": the exact estimators (not `refused`) that serve instead, or ""."""
+    others = [n for n in serving if n != refused]
+    return f"; use {' or '.join(repr(n) for n in others)}" if others else ""
+
+
+def check_optimizer(
+    name: str, optimizer: str, weight_decay: float = 0.0, model: nn.Module | None = None
+) -> None:
     """Raise ValueError if estimator `name` cannot serve an inner `optimizer` ("sgd", "adam",
-    "adamw") with this weight decay."""
+    "adamw") with this weight decay, advising the exact estimators that serve it (and `model`,
+    when given)."""
     reason = get(name).optimizer_refusal(optimizer, weight_decay)
-    if reason is not None:
-        raise ValueError(reason)
+    if reason is None:
+        return
+    serving = [
+        n
+        for n, cls in ESTIMATORS.items()
+        if cls.exact
+        and n != "auto"
+        and cls.optimizer_refusal(optimizer, weight_decay) is None
+        and (model is None or cls.model_refusal(model) is None)
+    ]
+    raise ValueError(reason + _advice(name, serving))
 
 
 def serving(
@@ -84,12 +102,8 @@ def check_serves(
     """Raise ValueError if `estimator` does not serve `problem`, with the exact estimators
     that do."""
     reason = estimator.refusal(problem, hparams)
-    if reason is None:
-        return
-    others = [n for n in serving(problem, hparams, exact=True) if n != estimator.name]
-    advised = "use '" in reason.lower()  # the reason gives its own advice
-    hint = f"; use {' or '.join(repr(n) for n in others)}" if others and not advised else ""
-    raise ValueError(reason + hint)
+    if reason is not None:
+        raise ValueError(reason + _advice(estimator.name, serving(problem, hparams, exact=True)))
 
 
 def table() -> str:

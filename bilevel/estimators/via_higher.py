@@ -35,8 +35,7 @@ class Higher(Estimator):
         if optimizer != "sgd":
             return (
                 "higher: its DifferentiableAdam adds eps before the bias correction (eps/√(1−β₂ᵗ) "
-                "in torch.optim.Adam's terms) and has no AdamW, so it unrolls another optimizer; "
-                "use 'func' or 'forward' for Adam and AdamW inner steps"
+                "in torch.optim.Adam's terms) and has no AdamW, so it unrolls another optimizer"
             )
         return None
 

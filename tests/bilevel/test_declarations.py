@@ -8,9 +8,19 @@ import pkgutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import bilevel.estimators as estimators
-from bilevel import ESTIMATORS, EXACT, Estimator, check_options, choose, hypergradient, serving
+from bilevel import (
+    ESTIMATORS,
+    EXACT,
+    Estimator,
+    check_optimizer,
+    check_options,
+    choose,
+    hypergradient,
+    serving,
+)
 from bilevel.examples import BUILDERS
 
 from .helpers import MODELS, batch
@@ -72,7 +82,7 @@ def test_a_new_declaration_is_enough(monkeypatch):
     assert "twice_func" not in serving(problem, hp)
 
 
-def test_auto_picks_the_first_exact_estimator_by_rank_that_serves():
+def test_auto_picks_the_first_exact_estimator_by_priority_that_serves():
     exact = sorted(
         (c for c in ESTIMATORS.values() if c.exact and c.name != "auto"), key=lambda c: c.priority
     )
@@ -114,3 +124,22 @@ def test_every_estimator_module_is_in_the_api_reference():
             assert f"::: bilevel.estimators.{m.name}\n" in page, (
                 f"add '::: bilevel.estimators.{m.name}' to docs/api/estimators.md"
             )
+
+
+def test_an_optimizer_refusal_advises_the_exact_estimators_that_serve_it_and_the_model():
+    """The advice is derived from the declarations (optimizers, model refusals), not written
+    into the reason: with a deep model `analytic` (one layer only) is not advised."""
+    deep = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    expected = [
+        n
+        for n in EXACT
+        if n not in ("auto", "higher")
+        and ESTIMATORS[n].optimizer_refusal("adam") is None
+        and ESTIMATORS[n].model_refusal(deep) is None
+    ]
+    assert expected == ["forward", "func"]
+    with pytest.raises(ValueError, match=r"unrolls another optimizer; use 'forward' or 'func'$"):
+        check_optimizer("higher", "adam", 0.0, deep)
+    with pytest.raises(ValueError, match=r"; use 'analytic' or 'forward' or 'func'$"):
+        check_optimizer("higher", "adam", 0.0, torch.nn.Linear(3, 2))
+    check_optimizer("higher", "sgd", 0.0, deep)  # served: no error

@@ -202,7 +202,7 @@ def test_a_refused_setting_leaves_no_run_directory(tmp_path, monkeypatch, capsys
         (["metagrad_digits", "estimator=analytic"], "analytic covers one-layer models only"),
         (
             ["metasemi_digits", "optimizer=adam", "estimator=higher", "method.protocol=toolkit"],
-            "higher: its DifferentiableAdam",
+            "another optimizer; use 'forward' or 'func'",
         ),
         (
             [
