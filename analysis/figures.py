@@ -114,7 +114,7 @@ def build_all(ctx: Context, figures: list[Figure] | None = None) -> dict[str, li
         print(f"[{fig.name}] {fig.shows}", flush=True)
         written = fig.build(ctx)
         if ctx.docs is not None:  # the tables again, for the documentation
-            command = f"python -m analysis.figures --only {fig.name}"
+            command = f"python -m analysis.figures --only {fig.name} --docs {ctx.docs}"
             tables = [p for p in written if p.suffix == ".md"]
             written += [
                 save_docs(t.read_text().rstrip(), ctx.docs, t.stem, command) for t in tables

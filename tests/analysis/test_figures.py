@@ -67,7 +67,7 @@ def test_docs_gets_each_table_a_figure_writes_marked_with_its_command(tmp_path, 
     assert figures.build_all(ctx, [fig]) == {}
     assert [p.name for p in docs.iterdir()] == ["t.md"]  # tables only
     text = (docs / "t.md").read_text()
-    assert "`python -m analysis.figures --only fig`" in text.splitlines()[0]
+    assert f"`python -m analysis.figures --only fig --docs {docs}`" in text.splitlines()[0]
     assert text.endswith("| a |\n|---|\n| 1 |\n")
     assert f"wrote {docs / 't.md'}" in capsys.readouterr().out
     assert figures.build_all(figures.Context(out=tmp_path / "f2"), [fig]) == {}
