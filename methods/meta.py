@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from bilevel import BilevelProblem, check_optimizer, choose, hypergradient
-from bilevel.estimators import get
+from bilevel.estimators import check_model
 from bilevel.hypergrad import finite_flags, non_finite_message
 from bilevel.problem import InnerLoss, OuterLoss, optimizer_kind
 
@@ -48,9 +48,7 @@ class MetaMethod(Method):
                 ) from None
             wd = optimizer.param_groups[0]["weight_decay"]
             check_optimizer(self.estimator, kind, wd, self.eager_model())
-        refused = get(self.estimator).model_refusal(self.eager_model())
-        if refused is not None:
-            raise ValueError(refused)
+        check_model(self.estimator, self.eager_model())
 
     def rank_local(self) -> bool:
         """Data parallel with each rank's own meta step."""

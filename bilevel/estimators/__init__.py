@@ -57,9 +57,26 @@ def check_options(name: str, options: dict[str, Any]) -> Estimator:
 
 
 def _advice(refused: str, serving: list[str]) -> str:
-    """ "; use 'a' or 'b'": the exact estimators (not `refused`) that serve instead, or ""."""
-    others = [n for n in serving if n != refused]
-    return f"; use {' or '.join(repr(n) for n in others)}" if others else ""
+    """ "; use 'a', 'b' or 'c'": the exact estimators (not `refused`) that serve instead, or ""."""
+    others = [repr(n) for n in serving if n != refused]
+    if not others:
+        return ""
+    return "; use " + (
+        f"{', '.join(others[:-1])} or {others[-1]}" if len(others) > 1 else others[0]
+    )
+
+
+def check_model(name: str, model: nn.Module) -> None:
+    """Raise ValueError if estimator `name` cannot serve `model`, advising the exact estimators
+    that do."""
+    reason = get(name).model_refusal(model)
+    if reason is not None:
+        serving = [
+            n
+            for n, cls in ESTIMATORS.items()
+            if cls.exact and n != "auto" and cls.model_refusal(model) is None
+        ]
+        raise ValueError(reason + _advice(name, serving))
 
 
 def check_optimizer(
@@ -127,6 +144,7 @@ __all__ = [
     "ESTIMATORS",
     "EXACT",
     "Estimator",
+    "check_model",
     "check_optimizer",
     "check_options",
     "check_serves",

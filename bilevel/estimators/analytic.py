@@ -43,7 +43,7 @@ def one_layer_refusal(model: nn.Module) -> str | None:
     layers = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential)]
     return (
         "analytic covers one-layer models only (one nn.Linear, optionally after Flatten); "
-        f"this model has layers {layers}. Use 'forward', 'func' or 'higher' for deep models."
+        f"this model has layers {layers}"
     )
 
 

@@ -140,6 +140,6 @@ def test_an_optimizer_refusal_advises_the_exact_estimators_that_serve_it_and_the
     assert expected == ["forward", "func"]
     with pytest.raises(ValueError, match=r"unrolls another optimizer; use 'forward' or 'func'$"):
         check_optimizer("higher", "adam", 0.0, deep)
-    with pytest.raises(ValueError, match=r"; use 'analytic' or 'forward' or 'func'$"):
+    with pytest.raises(ValueError, match=r"; use 'analytic', 'forward' or 'func'$"):
         check_optimizer("higher", "adam", 0.0, torch.nn.Linear(3, 2))
     check_optimizer("higher", "sgd", 0.0, deep)  # served: no error
