@@ -92,10 +92,10 @@ class Run:
         """The `make exp` command that trains (or resumes) this run (`bilevel-ssl exp …` when
         this process is the installed command)."""
         if installed():
-            parts = [f"{PROG} exp {self.experiment} --seed {self.seed}"]
-            parts += [f"--scale {self.scale}"] if self.scale != "full" else []
-            parts += [f"--nproc {nproc}"] if nproc != 1 else []
-            return shlex.join([*" ".join(parts).split(), *self.overrides])
+            args = [PROG, "exp", self.experiment, "--seed", str(self.seed)]
+            args += ["--scale", self.scale] if self.scale != "full" else []
+            args += ["--nproc", str(nproc)] if nproc != 1 else []
+            return shlex.join([*args, *self.overrides])
         parts = [f"make exp NAME={self.experiment} SEED={self.seed}"]
         if self.scale != "full":
             parts.append(f"SCALE={self.scale}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -66,16 +67,17 @@ def _advice(refused: str, serving: list[str]) -> str:
     )
 
 
+def _exact_serving(serves: Callable[[type[Estimator]], bool]) -> list[str]:
+    """The exact estimators (`auto` left out) for which `serves(cls)` holds, in registry order."""
+    return [n for n, cls in ESTIMATORS.items() if cls.exact and n != "auto" and serves(cls)]
+
+
 def check_model(name: str, model: nn.Module) -> None:
     """Raise ValueError if estimator `name` cannot serve `model`, advising the exact estimators
     that do."""
     reason = get(name).model_refusal(model)
     if reason is not None:
-        serving = [
-            n
-            for n, cls in ESTIMATORS.items()
-            if cls.exact and n != "auto" and cls.model_refusal(model) is None
-        ]
+        serving = _exact_serving(lambda cls: cls.model_refusal(model) is None)
         raise ValueError(reason + _advice(name, serving))
 
 
@@ -88,14 +90,12 @@ def check_optimizer(
     reason = get(name).optimizer_refusal(optimizer, weight_decay)
     if reason is None:
         return
-    serving = [
-        n
-        for n, cls in ESTIMATORS.items()
-        if cls.exact
-        and n != "auto"
-        and cls.optimizer_refusal(optimizer, weight_decay) is None
-        and (model is None or cls.model_refusal(model) is None)
-    ]
+    serving = _exact_serving(
+        lambda cls: (
+            cls.optimizer_refusal(optimizer, weight_decay) is None
+            and (model is None or cls.model_refusal(model) is None)
+        )
+    )
     raise ValueError(reason + _advice(name, serving))
 
 
